@@ -1,0 +1,3 @@
+//! The database: the private PostgreSQL cluster, the pool and the migrations.
+pub mod cluster;
+pub mod migrate;
