@@ -21,21 +21,12 @@ const SOCKET_PORT: u16 = 5432;
 const UNPRIVILEGED_USER: &str = "postgres";
 
 /// Options of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
     /// `fsync=off` and no sync after initdb: for throwaway test clusters only.
     pub ephemeral: bool,
     /// Extra `-c name=value` server settings.
     pub settings: Vec<(String, String)>,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        Self {
-            ephemeral: false,
-            settings: Vec::new(),
-        }
-    }
 }
 
 /// A PostgreSQL cluster in a data directory, started by [`PgCluster::start`]

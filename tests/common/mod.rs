@@ -4,6 +4,7 @@
 
 use affinity::db::cluster::PgCluster;
 use affinity::db::migrate::MIGRATOR;
+use affinity::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
@@ -37,9 +38,34 @@ impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn migrated() -> TestDb {
         let db = Self::empty().await;
-        MIGRATOR.run(&db.pool).await.expect("running migrations");
+        db.migrate().await;
         db
     }
+
+    /// A fresh database in the legacy state, filled by the seeded generator
+    /// (not migrated yet).
+    pub async fn legacy(cfg: &LegacyConfig) -> (TestDb, LegacyStats) {
+        let db = Self::empty().await;
+        let stats = legacy::create_and_fill(&db.pool, cfg)
+            .await
+            .expect("filling the legacy database");
+        (db, stats)
+    }
+
+    pub async fn migrate(&self) {
+        MIGRATOR.run(&self.pool).await.expect("running migrations");
+    }
+}
+
+/// Row count and an order-independent checksum of every row's text form,
+/// computed here, independently of the migrations' own snapshot.
+pub async fn table_fingerprint(pool: &PgPool, table: &str) -> (i64, String) {
+    sqlx::query_as(&format!(
+        "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("fingerprint of {table}: {e}"))
 }
 
 pub async fn connect(url: &str) -> PgPool {
