@@ -144,7 +144,13 @@ $$;
 -- (Re)creates the HNSW index of every supported dimension. Indexes are
 -- built after bulk loads: far faster than inserting into an indexed table.
 CREATE FUNCTION create_embedding_indexes() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- An HNSW graph built in memory, by parallel workers, is built many times
+-- faster than one that spills (the 64MB default spills at a few thousand
+-- 1536-dimensional vectors).
+SET maintenance_work_mem = '512MB'
+SET max_parallel_maintenance_workers = 2
+AS $$
 DECLARE
     d record;
 BEGIN
