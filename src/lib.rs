@@ -1,6 +1,15 @@
 //! affinity: a gRPC service over a refactored PostgreSQL + pgvector schema.
+//!
+//! Layers point down: `server` wires `api` (the gRPC edge: auth, validation,
+//! mapping) over `store` (the SQL) over `db` (pool, migrations, cluster).
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod db;
+pub mod error;
 pub mod legacy;
+pub mod server;
+pub mod store;
 
 /// Generated protobuf and gRPC code of `proto/affinity/v1/affinity.proto`.
 pub mod proto {

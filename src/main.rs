@@ -1,1 +1,82 @@
-fn main() {}
+//! The `affinity` binary: `serve` (the default), `token`, `migrate`.
+use std::process::ExitCode;
+
+use affinity::config::{Cli, Command, Config, LogFormat, TokenRole};
+use affinity::{auth, db, server};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
+    server::run(config, listener, server::shutdown_signal()).await
+}
+
+fn token(args: affinity::config::TokenArgs) -> anyhow::Result<()> {
+    let secret = match args.jwt_secret.filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => {
+            let dir = args
+                .data_dir
+                .unwrap_or_else(affinity::config::default_data_dir);
+            let path = db::embedded::secret_path(&dir);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no secret: set AFFINITY_JWT_SECRET, or start `affinity serve` once so that it generates {}",
+                        path.display()
+                    )
+                })?
+        }
+    };
+    let role = match args.role {
+        TokenRole::Authenticated => auth::ROLE_AUTHENTICATED,
+        TokenRole::ServiceRole => auth::ROLE_SERVICE,
+    };
+    println!(
+        "{}",
+        auth::mint(secret.as_bytes(), args.user, role, args.ttl)?
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(config) => {
+            init_logging(config.log_format);
+            serve(config).await
+        }
+        Command::Migrate(config) => {
+            init_logging(config.log_format);
+            server::migrate_only(config).await
+        }
+        Command::Token(args) => token(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("affinity: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! (initdb into a temporary directory, unix socket only), torn down at the end.
 #![allow(dead_code)]
 
+pub mod server;
+
 use affinity::db::cluster::PgCluster;
 use affinity::db::migrate::MIGRATOR;
 use affinity::legacy::{self, LegacyConfig, LegacyStats};

@@ -1,0 +1,233 @@
+//! The gRPC edge: authentication has happened (interceptor); here each
+//! capability authorizes, validates and maps, over `crate::store`.
+
+pub mod ai_context;
+pub mod maintenance;
+pub mod metrics;
+pub mod organizations;
+pub mod similarity;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use sqlx::PgPool;
+use tonic::Request;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal};
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::store::organizations::{self as org_store, OrgRole};
+
+/// What every handler shares. The pool is set once the database is reachable
+/// and migrated; until then calls get UNAVAILABLE (health says NOT_SERVING).
+pub struct ApiState {
+    pub config: Config,
+    db: OnceLock<Database>,
+}
+
+struct Database {
+    pool: PgPool,
+    /// Dimension -> index type ("vector" | "halfvec"): the searchable dimensions.
+    dimensions: BTreeMap<i32, String>,
+}
+
+impl ApiState {
+    pub fn new(config: Config) -> Self {
+        ApiState {
+            config,
+            db: OnceLock::new(),
+        }
+    }
+
+    /// Marks the database ready: reads the searchable dimensions.
+    pub async fn set_ready(&self, pool: PgPool) -> anyhow::Result<()> {
+        let rows: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT dimension, index_type FROM vector_index_dimensions ORDER BY dimension",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let _ = self.db.set(Database {
+            pool,
+            dimensions: rows.into_iter().collect(),
+        });
+        Ok(())
+    }
+
+    pub fn pool(&self) -> ApiResult<&PgPool> {
+        self.db.get().map(|d| &d.pool).ok_or_else(|| {
+            ApiError::Unavailable("the service is starting: the database is not ready yet".into())
+        })
+    }
+
+    /// Refuses a vector that is empty, has a NaN or infinite component, or a
+    /// dimension without an index.
+    pub fn check_vector(&self, field: &str, v: &[f32]) -> ApiResult<()> {
+        if v.is_empty() {
+            return Err(ApiError::invalid(format!("{field} is empty")));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(ApiError::invalid(format!(
+                "{field}[{i}] is NaN or infinite"
+            )));
+        }
+        let dims = &self
+            .db
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the service is starting".into()))?
+            .dimensions;
+        if !dims.contains_key(&(v.len() as i32)) {
+            let supported: Vec<String> = dims.keys().map(|d| d.to_string()).collect();
+            return Err(ApiError::invalid(format!(
+                "{field} has {} dimensions; supported: {}",
+                v.len(),
+                supported.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a batch longer than the configured limit.
+    pub fn check_batch(&self, field: &str, len: usize) -> ApiResult<()> {
+        if len > self.config.max_batch {
+            return Err(ApiError::invalid(format!(
+                "{field} has {len} items; at most {} per call",
+                self.config.max_batch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `principal` may act on `org` with at least `role`. A user who
+    /// is not a member gets PERMISSION_DENIED whether or not the organization
+    /// exists, so ids cannot be probed.
+    pub async fn authorize(
+        &self,
+        principal: &Principal,
+        org: Uuid,
+        role: OrgRole,
+    ) -> ApiResult<()> {
+        tracing::Span::current().record("organization", tracing::field::display(org));
+        match principal {
+            Principal::Service { .. } => Ok(()),
+            Principal::User(user) => {
+                let held = org_store::member_role(self.pool()?, org, *user).await?;
+                match held {
+                    Some(held) if held >= role => Ok(()),
+                    Some(_) => Err(ApiError::PermissionDenied(format!(
+                        "this needs the {} role in organization {org}",
+                        role.as_str()
+                    ))),
+                    None => Err(ApiError::PermissionDenied(format!(
+                        "you are not a member of organization {org}"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The caller, from the request the interceptor authenticated.
+pub fn principal<T>(req: &Request<T>) -> ApiResult<Principal> {
+    auth::principal(req)
+}
+
+/// Only `service_role` may do this.
+pub fn require_service(p: &Principal, what: &str) -> ApiResult<()> {
+    if p.is_service() {
+        Ok(())
+    } else {
+        Err(ApiError::PermissionDenied(format!(
+            "{what} needs a service_role token"
+        )))
+    }
+}
+
+/// A required UUID field.
+pub fn parse_uuid(field: &str, value: &str) -> ApiResult<Uuid> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(format!("{field} is required")));
+    }
+    Uuid::parse_str(value)
+        .map_err(|_| ApiError::invalid(format!("{field} is not a UUID: {:?}", truncate(value, 64))))
+}
+
+/// A required, bounded text field (entity types, metric names, models...).
+pub fn required_text<'a>(field: &str, value: &'a str, max_len: usize) -> ApiResult<&'a str> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(format!("{field} is required")));
+    }
+    if value.len() > max_len {
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than {max_len} bytes"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::invalid(format!("{field} contains a NUL byte")));
+    }
+    Ok(value)
+}
+
+/// An entity type: lower snake case, as the contract says.
+pub fn entity_type(field: &str, value: &str) -> ApiResult<String> {
+    let v = required_text(field, value, 64)?;
+    let ok = v.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "{field} must be lower snake case, like \"post\""
+        )));
+    }
+    Ok(v.to_string())
+}
+
+/// max_results / page sizes: 0 means `default`, more than 1000 is refused.
+pub fn limit(field: &str, value: u32, default: u32) -> ApiResult<i64> {
+    match value {
+        0 => Ok(i64::from(default)),
+        v if v > 1000 => Err(ApiError::invalid(format!("{field} is {v}; at most 1000"))),
+        v => Ok(i64::from(v)),
+    }
+}
+
+/// A cosine similarity threshold in [-1, 1].
+pub fn threshold(value: f32) -> ApiResult<f64> {
+    if !value.is_finite() || !(-1.0..=1.0).contains(&value) {
+        return Err(ApiError::invalid(format!(
+            "similarity_threshold is {value}; it must be in [-1, 1]"
+        )));
+    }
+    Ok(f64::from(value))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A protobuf timestamp as chrono, refusing out-of-range values.
+pub fn timestamp(
+    field: &str,
+    ts: &prost_types::Timestamp,
+) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    // PostgreSQL's timestamptz spans 4713 BC to 294276 AD; keep to years 1..=9999.
+    const MIN: i64 = -62_135_596_800; // 0001-01-01
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59
+    if ts.seconds < MIN || ts.seconds > MAX || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(ApiError::invalid(format!(
+            "{field} is out of range (years 1 to 9999)"
+        )));
+    }
+    chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
+        .ok_or_else(|| ApiError::invalid(format!("{field} is out of range")))
+}
+
+pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}

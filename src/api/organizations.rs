@@ -1,0 +1,269 @@
+//! OrganizationService: permission checks, organizations and memberships.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{parse_uuid, principal, require_service, to_timestamp, ApiState};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::proto::{self, organization_service_server::OrganizationService, Role};
+use crate::store::organizations::{self as store, OrgRole};
+
+/// Most checks in one CheckPermissions call (the contract's limit).
+const MAX_CHECKS: usize = 1000;
+
+pub struct OrganizationsApi {
+    state: Arc<ApiState>,
+}
+
+impl OrganizationsApi {
+    pub fn new(state: Arc<ApiState>) -> Self {
+        OrganizationsApi { state }
+    }
+}
+
+pub fn role_from_proto(field: &str, value: i32) -> ApiResult<OrgRole> {
+    match Role::try_from(value) {
+        Ok(Role::Viewer) => Ok(OrgRole::Viewer),
+        Ok(Role::Editor) => Ok(OrgRole::Editor),
+        Ok(Role::Admin) => Ok(OrgRole::Admin),
+        Ok(Role::Owner) => Ok(OrgRole::Owner),
+        Ok(Role::Unspecified) => Err(ApiError::invalid(format!(
+            "{field} is required (ROLE_VIEWER..ROLE_OWNER)"
+        ))),
+        Err(_) => Err(ApiError::invalid(format!("{field} {value} is not a role"))),
+    }
+}
+
+pub fn role_to_proto(role: Option<OrgRole>) -> Role {
+    match role {
+        None => Role::Unspecified,
+        Some(OrgRole::Viewer) => Role::Viewer,
+        Some(OrgRole::Editor) => Role::Editor,
+        Some(OrgRole::Admin) => Role::Admin,
+        Some(OrgRole::Owner) => Role::Owner,
+    }
+}
+
+fn organization(o: store::Organization) -> proto::Organization {
+    proto::Organization {
+        id: o.id.to_string(),
+        name: o.name,
+        slug: o.slug,
+        created_at: Some(to_timestamp(o.created_at)),
+    }
+}
+
+fn member(m: store::Member) -> proto::Member {
+    proto::Member {
+        organization_id: m.organization_id.to_string(),
+        user_id: m.user_id.to_string(),
+        role: role_to_proto(Some(m.role)) as i32,
+        joined_at: Some(to_timestamp(m.joined_at)),
+    }
+}
+
+/// A user may ask only about themselves; service_role about anyone.
+fn about_self_or_service(p: &Principal, user: Uuid, what: &str) -> ApiResult<()> {
+    match p {
+        Principal::User(me) if *me != user => require_service(p, what),
+        _ => Ok(()),
+    }
+}
+
+struct Check {
+    user: Uuid,
+    org: Uuid,
+    required: OrgRole,
+}
+
+fn parse_check(c: &proto::UserHasOrgPermissionRequest, prefix: &str) -> ApiResult<Check> {
+    Ok(Check {
+        user: parse_uuid(&format!("{prefix}user_id"), &c.user_id)?,
+        org: parse_uuid(&format!("{prefix}organization_id"), &c.organization_id)?,
+        required: role_from_proto(&format!("{prefix}required_role"), c.required_role)?,
+    })
+}
+
+fn answer(required: OrgRole, held: Option<OrgRole>) -> proto::UserHasOrgPermissionResponse {
+    proto::UserHasOrgPermissionResponse {
+        allowed: held.is_some_and(|h| h >= required),
+        role: role_to_proto(held) as i32,
+    }
+}
+
+fn valid_slug(slug: &str) -> bool {
+    (1..=100).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[tonic::async_trait]
+impl OrganizationService for OrganizationsApi {
+    async fn user_has_org_permission(
+        &self,
+        req: Request<proto::UserHasOrgPermissionRequest>,
+    ) -> Result<Response<proto::UserHasOrgPermissionResponse>, Status> {
+        let p = principal(&req)?;
+        let check = parse_check(req.get_ref(), "")?;
+        about_self_or_service(&p, check.user, "asking about another user")?;
+        tracing::Span::current().record("organization", tracing::field::display(check.org));
+        let held = store::member_role(self.state.pool()?, check.org, check.user)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(answer(check.required, held)))
+    }
+
+    async fn check_permissions(
+        &self,
+        req: Request<proto::CheckPermissionsRequest>,
+    ) -> Result<Response<proto::CheckPermissionsResponse>, Status> {
+        let p = principal(&req)?;
+        let checks = &req.get_ref().checks;
+        if checks.len() > MAX_CHECKS {
+            return Err(ApiError::invalid(format!(
+                "{} checks; at most {MAX_CHECKS} per call",
+                checks.len()
+            ))
+            .into());
+        }
+        let parsed = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse_check(c, &format!("checks[{i}].")))
+            .collect::<ApiResult<Vec<_>>>()?;
+        for c in &parsed {
+            about_self_or_service(&p, c.user, "asking about another user")?;
+        }
+        let pairs: Vec<(Uuid, Uuid)> = parsed.iter().map(|c| (c.user, c.org)).collect();
+        let held = store::member_roles(self.state.pool()?, &pairs)
+            .await
+            .map_err(ApiError::from)?;
+        let results = parsed
+            .iter()
+            .zip(held)
+            .map(|(c, h)| answer(c.required, h))
+            .collect();
+        Ok(Response::new(proto::CheckPermissionsResponse { results }))
+    }
+
+    async fn create_organization(
+        &self,
+        req: Request<proto::CreateOrganizationRequest>,
+    ) -> Result<Response<proto::Organization>, Status> {
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 200 || name.contains('\0') {
+            return Err(ApiError::invalid("name is required (at most 200 bytes)").into());
+        }
+        if !valid_slug(&r.slug) {
+            return Err(
+                ApiError::invalid("slug must be 1 to 100 characters of a-z, 0-9 and -").into(),
+            );
+        }
+        // A user creates organizations for themselves; empty owner means the caller.
+        let owner = if r.owner_user_id.is_empty() && !p.is_service() {
+            p.subject()
+        } else {
+            parse_uuid("owner_user_id", &r.owner_user_id)?
+        };
+        about_self_or_service(&p, owner, "creating an organization owned by another user")?;
+        let org = store::create(self.state.pool()?, name, &r.slug, owner)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::AlreadyExists(format!("the slug {:?} is taken", r.slug)))?;
+        tracing::Span::current().record("organization", tracing::field::display(org.id));
+        Ok(Response::new(organization(org)))
+    }
+
+    async fn list_user_organizations(
+        &self,
+        req: Request<proto::ListUserOrganizationsRequest>,
+    ) -> Result<Response<proto::ListUserOrganizationsResponse>, Status> {
+        let p = principal(&req)?;
+        let user = parse_uuid("user_id", &req.get_ref().user_id)?;
+        about_self_or_service(&p, user, "listing another user's organizations")?;
+        let rows = store::memberships(self.state.pool()?, user)
+            .await
+            .map_err(ApiError::from)?;
+        let memberships = rows
+            .into_iter()
+            .map(|(o, role)| proto::Membership {
+                organization: Some(organization(o)),
+                role: role_to_proto(Some(role)) as i32,
+            })
+            .collect();
+        Ok(Response::new(proto::ListUserOrganizationsResponse {
+            memberships,
+        }))
+    }
+
+    async fn put_member(
+        &self,
+        req: Request<proto::PutMemberRequest>,
+    ) -> Result<Response<proto::Member>, Status> {
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        let user = parse_uuid("user_id", &r.user_id)?;
+        let role = role_from_proto("role", r.role)?;
+        let pool = self.state.pool()?;
+        self.state.authorize(&p, org, OrgRole::Admin).await?;
+        // Granting or taking the owner role takes an owner.
+        let current = store::member_role(pool, org, user)
+            .await
+            .map_err(ApiError::from)?;
+        if role == OrgRole::Owner || current == Some(OrgRole::Owner) {
+            self.state.authorize(&p, org, OrgRole::Owner).await?;
+        }
+        if p.is_service() && !store::exists(pool, org).await.map_err(ApiError::from)? {
+            return Err(ApiError::NotFound(format!("organization {org} does not exist")).into());
+        }
+        let m = store::put_member(pool, org, user, role)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(member(m)))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<proto::RemoveMemberRequest>,
+    ) -> Result<Response<proto::RemoveMemberResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        let user = parse_uuid("user_id", &r.user_id)?;
+        let pool = self.state.pool()?;
+        self.state.authorize(&p, org, OrgRole::Admin).await?;
+        if store::member_role(pool, org, user)
+            .await
+            .map_err(ApiError::from)?
+            == Some(OrgRole::Owner)
+        {
+            self.state.authorize(&p, org, OrgRole::Owner).await?;
+        }
+        let removed = store::remove_member(pool, org, user)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::RemoveMemberResponse { removed }))
+    }
+
+    async fn list_members(
+        &self,
+        req: Request<proto::ListMembersRequest>,
+    ) -> Result<Response<proto::ListMembersResponse>, Status> {
+        let p = principal(&req)?;
+        let org = parse_uuid("organization_id", &req.get_ref().organization_id)?;
+        self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        let rows = store::members(self.state.pool()?, org)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::ListMembersResponse {
+            members: rows.into_iter().map(member).collect(),
+        }))
+    }
+}

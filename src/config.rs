@@ -1,0 +1,160 @@
+//! Configuration: one typed struct, from flags and environment (clap).
+//! Setting names follow the contract README's "Running" table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "affinity",
+    version,
+    about = "gRPC service for content similarity, metrics, organizations and AI context over PostgreSQL + pgvector",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `affinity` with no subcommand serves, with these settings.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC service (the default).
+    Serve(Config),
+    /// Print a JWT signed with the service's secret, for local use.
+    Token(TokenArgs),
+    /// Apply the bundled migrations to the database, then exit.
+    Migrate(Config),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `affinity serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL URL. Unset: the embedded PostgreSQL in the data directory,
+    /// started and stopped by the service.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Data directory of the embedded database (and of its generated JWT
+    /// secret). Default: $XDG_DATA_HOME/affinity, else ~/.local/share/affinity.
+    #[arg(long, env = "AFFINITY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// gRPC listen address.
+    #[arg(long, env = "AFFINITY_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// HS256 secret of the JWTs (Supabase's JWT secret). Embedded mode:
+    /// generated once and kept in the data directory when unset. With
+    /// DATABASE_URL: required.
+    #[arg(long, env = "AFFINITY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "AFFINITY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "AFFINITY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Most items in one batch (embeddings, metric points, permission checks,
+    /// entities to delete); longer batches are refused whole.
+    #[arg(long, env = "AFFINITY_MAX_BATCH", default_value_t = 10_000)]
+    pub max_batch: usize,
+
+    /// Largest AI-context metadata accepted, in bytes of JSON.
+    #[arg(long, env = "AFFINITY_MAX_METADATA_BYTES", default_value_t = 64 * 1024)]
+    pub max_metadata_bytes: usize,
+
+    /// Metric points older than this many days are moved to the archive by
+    /// ArchiveOldMetrics when the request names no retention.
+    #[arg(long, env = "AFFINITY_METRICS_RETENTION_DAYS", default_value_t = 365)]
+    pub metrics_retention_days: u32,
+
+    /// Most database connections of this replica.
+    #[arg(long, env = "AFFINITY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "AFFINITY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// The configuration with every default and no environment: for tests.
+    pub fn for_tests(database_url: String, jwt_secret: &str) -> Self {
+        Config {
+            database_url: Some(database_url),
+            data_dir: None,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            jwt_secret: Some(jwt_secret.to_string()),
+            log_format: LogFormat::Text,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_batch: 10_000,
+            max_metadata_bytes: 64 * 1024,
+            metrics_retention_days: 365,
+            db_max_connections: 8,
+            shutdown_grace_secs: 10,
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The data directory in effect.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+/// $XDG_DATA_HOME/affinity, else ~/.local/share/affinity, else ./affinity-data.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("affinity");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/affinity");
+    }
+    PathBuf::from("affinity-data")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenRole {
+    Authenticated,
+    #[value(name = "service_role")]
+    ServiceRole,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user's UUID (the token's `sub`).
+    #[arg(long)]
+    pub user: uuid::Uuid,
+    /// `authenticated` (a user) or `service_role` (a trusted backend).
+    #[arg(long, value_enum, default_value = "authenticated")]
+    pub role: TokenRole,
+    /// Lifetime, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// The secret; unset: the one the embedded service generated.
+    #[arg(long, env = "AFFINITY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Data directory holding the generated secret.
+    #[arg(long, env = "AFFINITY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}

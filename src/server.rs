@@ -1,0 +1,256 @@
+//! The service's life: serve health (NOT_SERVING) at once, connect to the
+//! database (the embedded one when no DATABASE_URL), migrate, then SERVING;
+//! on shutdown NOT_SERVING first, stop accepting, let in-flight calls finish
+//! within the grace period, close the pool, stop the embedded database.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::api::ai_context::AiContextApi;
+use crate::api::maintenance::MaintenanceApi;
+use crate::api::metrics::MetricsApi;
+use crate::api::organizations::OrganizationsApi;
+use crate::api::similarity::SimilarityApi;
+use crate::api::ApiState;
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::db::embedded::{self, EmbeddedDb};
+use crate::db::migrate::MIGRATOR;
+use crate::db::pool::connect_with_retry;
+use crate::proto::{
+    ai_context_service_server::AiContextServiceServer,
+    maintenance_service_server::MaintenanceServiceServer,
+    metrics_service_server::MetricsServiceServer,
+    organization_service_server::OrganizationServiceServer,
+    similarity_service_server::SimilarityServiceServer, FILE_DESCRIPTOR_SET,
+};
+
+/// The JWT secret in effect: configured, else (embedded mode only) the one
+/// generated in the data directory.
+pub fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    match (&config.jwt_secret, &config.database_url) {
+        (Some(s), _) if !s.is_empty() => Ok(s.clone()),
+        (_, Some(_)) => anyhow::bail!(
+            "AFFINITY_JWT_SECRET (or --jwt-secret) is required when DATABASE_URL is set: \
+             the HS256 secret your auth provider signs tokens with"
+        ),
+        (_, None) => embedded::jwt_secret(&config.data_dir()),
+    }
+}
+
+/// Runs the service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let secret = jwt_secret(&config)?;
+    let auth = Arc::new(Authenticator::new(secret.as_bytes()));
+    let state = Arc::new(ApiState::new(config.clone()));
+
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    set_status(&mut health, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = config.max_message_bytes;
+    let check = auth.interceptor();
+    let router = Server::builder()
+        .layer(
+            TraceLayer::new_for_grpc()
+                .make_span_with(|req: &http::Request<_>| {
+                    tracing::info_span!("rpc", method = %req.uri().path(), organization = tracing::field::Empty)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(
+            SimilarityServiceServer::new(SimilarityApi::new(state.clone())).max_decoding_message_size(max),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            MetricsServiceServer::new(MetricsApi::new(state.clone())).max_decoding_message_size(max),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            OrganizationServiceServer::new(OrganizationsApi::new(state.clone())).max_decoding_message_size(max),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AiContextServiceServer::new(AiContextApi::new(state.clone())).max_decoding_message_size(max),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            MaintenanceServiceServer::new(MaintenanceApi::new(state.clone())).max_decoding_message_size(max),
+            check,
+        ));
+
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    tracing::info!(%addr, "listening; NOT_SERVING until the database is ready");
+
+    tokio::pin!(shutdown);
+    let mut embedded_db: Option<EmbeddedDb> = None;
+    let startup = async {
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = config.data_dir();
+                tracing::info!(data_dir = %dir.display(), "starting the embedded PostgreSQL");
+                let db = EmbeddedDb::start(&dir).await?;
+                let url = db.url();
+                embedded_db = Some(db);
+                url
+            }
+        };
+        let pool = connect_with_retry(&url, config.db_max_connections).await?;
+        tracing::info!("connected; running migrations");
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("migrating the database")?;
+        state.set_ready(pool.clone()).await?;
+        anyhow::Ok(pool)
+    };
+    let outcome = tokio::select! {
+        r = startup => Some(r),
+        _ = &mut shutdown => None,
+        r = &mut server => {
+            r.context("gRPC server task")?.context("gRPC server")?;
+            anyhow::bail!("the gRPC server stopped during startup");
+        }
+    };
+    let pool = match outcome {
+        Some(Ok(pool)) => {
+            set_status(&mut health, ServingStatus::Serving).await;
+            tracing::info!(%addr, "SERVING");
+            tokio::select! {
+                _ = &mut shutdown => {}
+                r = &mut server => {
+                    r.context("gRPC server task")?.context("gRPC server")?;
+                }
+            }
+            Some(pool)
+        }
+        Some(Err(e)) => {
+            stop(&mut health, stop_tx, server, &config, None, embedded_db).await;
+            return Err(e);
+        }
+        None => None,
+    };
+    stop(&mut health, stop_tx, server, &config, pool, embedded_db).await;
+    Ok(())
+}
+
+async fn stop(
+    health: &mut HealthReporter,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    config: &Config,
+    pool: Option<sqlx::PgPool>,
+    embedded_db: Option<EmbeddedDb>,
+) {
+    tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+    set_status(health, ServingStatus::NotServing).await;
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(config.shutdown_grace(), server).await {
+        Ok(_) => tracing::info!("in-flight calls finished"),
+        Err(_) => tracing::warn!(
+            grace_secs = config.shutdown_grace_secs,
+            "calls still running after the grace period"
+        ),
+    }
+    if let Some(pool) = pool {
+        pool.close().await;
+    }
+    if let Some(db) = embedded_db {
+        match db.stop().await {
+            Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
+            Err(e) => tracing::warn!(error = %e, "stopping the embedded PostgreSQL"),
+        }
+    }
+}
+
+async fn set_status(health: &mut HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in [
+        "affinity.v1.SimilarityService",
+        "affinity.v1.MetricsService",
+        "affinity.v1.OrganizationService",
+        "affinity.v1.AiContextService",
+        "affinity.v1.MaintenanceService",
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// `affinity migrate`: connect, apply the bundled migrations, exit.
+pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
+    let mut embedded_db = None;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let db = EmbeddedDb::start(&config.data_dir()).await?;
+            let url = db.url();
+            embedded_db = Some(db);
+            url
+        }
+    };
+    let pool = connect_with_retry(&url, 2).await?;
+    let result = MIGRATOR.run(&pool).await.context("migrating the database");
+    pool.close().await;
+    if let Some(db) = embedded_db {
+        db.stop().await?;
+    }
+    result?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

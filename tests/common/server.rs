@@ -1,0 +1,193 @@
+//! A real affinity server (the library's `server::run`) on 127.0.0.1:0 over
+//! a throwaway database, and real tonic clients to it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use affinity::config::Config;
+use affinity::proto;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::Request;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use uuid::Uuid;
+
+use super::TestDb;
+
+pub const SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last: the database outlives the server.
+    pub db: TestDb,
+}
+
+impl TestServer {
+    /// A server over a fresh, empty database (it migrates it itself).
+    pub async fn start() -> TestServer {
+        Self::start_on(TestDb::empty().await).await
+    }
+
+    /// A server over `db`, waited for until health says SERVING.
+    pub async fn start_on(db: TestDb) -> TestServer {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::for_tests(db.url.clone(), SECRET);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(affinity::server::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let server = TestServer {
+            addr,
+            channel,
+            stop: Some(stop),
+            handle: Some(handle),
+            db,
+        };
+        server.wait_serving().await;
+        server
+    }
+
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        let mut client = HealthClient::new(self.channel.clone());
+        let r = client
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .ok()?;
+        ServingStatus::try_from(r.into_inner().status).ok()
+    }
+
+    async fn wait_serving(&self) {
+        for _ in 0..600 {
+            if self.health("").await == Some(ServingStatus::Serving) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the server did not become SERVING within 60 s");
+    }
+
+    /// SIGTERM-equivalent: stop and wait for a clean exit.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await?,
+            None => Ok(()),
+        }
+    }
+
+    pub fn similarity(&self) -> proto::similarity_service_client::SimilarityServiceClient<Channel> {
+        proto::similarity_service_client::SimilarityServiceClient::new(self.channel.clone())
+    }
+    pub fn metrics(&self) -> proto::metrics_service_client::MetricsServiceClient<Channel> {
+        proto::metrics_service_client::MetricsServiceClient::new(self.channel.clone())
+    }
+    pub fn orgs(&self) -> proto::organization_service_client::OrganizationServiceClient<Channel> {
+        proto::organization_service_client::OrganizationServiceClient::new(self.channel.clone())
+    }
+    pub fn ai_context(&self) -> proto::ai_context_service_client::AiContextServiceClient<Channel> {
+        proto::ai_context_service_client::AiContextServiceClient::new(self.channel.clone())
+    }
+    pub fn maintenance(
+        &self,
+    ) -> proto::maintenance_service_client::MaintenanceServiceClient<Channel> {
+        proto::maintenance_service_client::MaintenanceServiceClient::new(self.channel.clone())
+    }
+
+    /// A new user with an organization of their own (created through the
+    /// API), as the owner: the user id, the organization id and a token.
+    pub async fn new_tenant(&self) -> Tenant {
+        let user = Uuid::new_v4();
+        let token = user_token(user);
+        let slug = format!("org-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let org = self
+            .orgs()
+            .create_organization(authed(
+                proto::CreateOrganizationRequest {
+                    name: slug.clone(),
+                    slug,
+                    owner_user_id: user.to_string(),
+                },
+                &token,
+            ))
+            .await
+            .expect("creating an organization")
+            .into_inner();
+        Tenant {
+            user,
+            org: org.id.parse().unwrap(),
+            token,
+        }
+    }
+
+    /// Adds `user` to `org` with `role` (through the API, as service_role).
+    pub async fn add_member(&self, org: Uuid, user: Uuid, role: proto::Role) {
+        self.orgs()
+            .put_member(authed(
+                proto::PutMemberRequest {
+                    organization_id: org.to_string(),
+                    user_id: user.to_string(),
+                    role: role as i32,
+                },
+                &service_token(),
+            ))
+            .await
+            .expect("adding a member");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub user: Uuid,
+    pub org: Uuid,
+    pub token: String,
+}
+
+pub fn user_token(user: Uuid) -> String {
+    affinity::auth::mint(SECRET.as_bytes(), user, "authenticated", 3600).unwrap()
+}
+
+pub fn service_token() -> String {
+    affinity::auth::mint(SECRET.as_bytes(), Uuid::new_v4(), "service_role", 3600).unwrap()
+}
+
+/// `msg` with `authorization: Bearer <token>`.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// The status code of a call's result.
+pub fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
