@@ -1,0 +1,484 @@
+//! The service as a whole: authentication, health, reflection, startup on
+//! each kind of database, shutdown, and the embedded default.
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use affinity::config::Config;
+use affinity::legacy::LegacyConfig;
+use affinity::proto::{self, Role};
+use common::server::{authed, code, service_token, TestServer, SECRET};
+use common::TestDb;
+use futures::StreamExt;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use tonic::transport::Channel;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use uuid::Uuid;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(claims: serde_json::Value, secret: &str) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_bad_token_is_unauthenticated() {
+    let s = TestServer::start().await;
+    let t = s.new_tenant().await;
+    let user = t.user.to_string();
+    let good = serde_json::json!({"sub": user, "role": "authenticated", "exp": now() + 600});
+    // alg "none": a header and claims with no signature.
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(good.clone())
+    );
+    let tokens: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("garbage", Some("Bearer not.a.jwt".into())),
+        (
+            "not bearer",
+            Some(format!("Basic {}", sign(good.clone(), SECRET))),
+        ),
+        ("alg none", Some(format!("Bearer {alg_none}"))),
+        (
+            "wrong secret",
+            Some(format!(
+                "Bearer {}",
+                sign(good.clone(), "another-secret-another-secret-xx")
+            )),
+        ),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"sub": user, "role": "authenticated", "exp": now() - 600}),
+                    SECRET
+                )
+            )),
+        ),
+        (
+            "not yet valid",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"sub": user, "role": "authenticated", "exp": now() + 6000, "nbf": now() + 3000}),
+                    SECRET
+                )
+            )),
+        ),
+        (
+            "no sub",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"role": "authenticated", "exp": now() + 600}),
+                    SECRET
+                )
+            )),
+        ),
+        (
+            "sub not a uuid",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"sub": "bob", "role": "authenticated", "exp": now() + 600}),
+                    SECRET
+                )
+            )),
+        ),
+        (
+            "unknown role",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"sub": user, "role": "superuser", "exp": now() + 600}),
+                    SECRET
+                )
+            )),
+        ),
+        (
+            "no exp",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    serde_json::json!({"sub": user, "role": "service_role"}),
+                    SECRET
+                )
+            )),
+        ),
+    ];
+    for (what, header) in tokens {
+        let mut req = tonic::Request::new(proto::ListMembersRequest {
+            organization_id: t.org.to_string(),
+        });
+        if let Some(h) = header {
+            req.metadata_mut()
+                .insert("authorization", h.parse().unwrap());
+        }
+        let err = s.orgs().list_members(req).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::Unauthenticated,
+            "{what}: {}",
+            err.message()
+        );
+    }
+    // The same call with a good token works (the tests above are not vacuous).
+    let ok = s
+        .orgs()
+        .list_members(authed(
+            proto::ListMembersRequest {
+                organization_id: t.org.to_string(),
+            },
+            &sign(good, SECRET),
+        ))
+        .await;
+    assert_eq!(code(ok), Code::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_answer_without_a_token() {
+    let s = TestServer::start().await;
+    for service in [
+        "",
+        "affinity.v1.SimilarityService",
+        "affinity.v1.MetricsService",
+        "affinity.v1.OrganizationService",
+        "affinity.v1.AiContextService",
+        "affinity.v1.MaintenanceService",
+    ] {
+        assert_eq!(
+            s.health(service).await,
+            Some(ServingStatus::Serving),
+            "{service:?}"
+        );
+    }
+    // Server reflection, v1 and v1alpha (Python's grpcio-reflection speaks v1alpha).
+    use tonic_reflection::pb::{v1, v1alpha};
+    let mut c = v1::server_reflection_client::ServerReflectionClient::new(s.channel.clone());
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.next().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        resp.message_response
+    else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "affinity.v1.SimilarityService",
+        "affinity.v1.AiContextService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let mut c = v1alpha::server_reflection_client::ServerReflectionClient::new(s.channel.clone());
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "affinity.v1.MetricsService".into(),
+            ),
+        ),
+    };
+    let mut stream = c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.next().await.unwrap().unwrap();
+    assert!(matches!(
+        resp.message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_migrates_a_legacy_database_at_startup_and_serves_it() {
+    let (db, stats) = TestDb::legacy(&LegacyConfig::small()).await;
+    let s = TestServer::start_on(db).await;
+    let posts: i64 = sqlx::query_scalar("SELECT count(*) FROM posts_unified")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(posts as u64, stats.posts);
+    // A legacy user is the owner of their personal organization, through the API.
+    let user: Uuid = sqlx::query_scalar("SELECT user_id FROM posts_core LIMIT 1")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    let list = s
+        .orgs()
+        .list_user_organizations(authed(
+            proto::ListUserOrganizationsRequest {
+                user_id: user.to_string(),
+            },
+            &service_token(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.memberships.len(), 1);
+    assert_eq!(list.memberships[0].role, Role::Owner as i32);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_starts_on_an_already_migrated_database_without_migrating_again() {
+    let db = TestDb::migrated().await;
+    let before: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let s = TestServer::start_on(db).await;
+    let after: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY 1")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after.len(), 4);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_goes_not_serving_first_when_the_service_shuts_down() {
+    let s = TestServer::start().await;
+    let mut health = HealthClient::new(s.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let handle = tokio::spawn(s.shutdown());
+    let next = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("a health update");
+    let next = next
+        .expect("the watch stream sends NOT_SERVING before it ends")
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_unavailable() {
+    // A database URL whose socket directory does not exist: the service
+    // keeps retrying, serves health, and refuses calls cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgres://postgres@localhost/affinity?host={}&port=5432",
+        dir.path().join("nowhere").display()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(affinity::server::run(
+        Config::for_tests(url, SECRET),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut health = HealthClient::new(channel.clone());
+    let mut status = None;
+    for _ in 0..50 {
+        if let Ok(r) = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+        {
+            status = Some(r.into_inner().status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(ServingStatus::NotServing as i32));
+    let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
+    let r = orgs
+        .list_members(authed(
+            proto::ListMembersRequest {
+                organization_id: Uuid::new_v4().to_string(),
+            },
+            &service_token(),
+        ))
+        .await;
+    assert_eq!(code(r), Code::Unavailable);
+    // Shutdown works while it is still retrying.
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_database_url_the_jwt_secret_is_required() {
+    let mut config = Config::for_tests("postgres://localhost/none".into(), "");
+    config.jwt_secret = None;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = affinity::server::run(config, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("AFFINITY_JWT_SECRET"), "{err}");
+}
+
+/// The real binary, as an operator runs it: `affinity` with no DATABASE_URL.
+struct Binary {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Binary {
+    fn start(data_dir: &std::path::Path) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_affinity"))
+            .env_remove("DATABASE_URL")
+            .env_remove("AFFINITY_JWT_SECRET")
+            .env("AFFINITY_DATA_DIR", data_dir)
+            .env("AFFINITY_LISTEN_ADDR", &addr)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Binary { child, addr }
+    }
+
+    async fn wait_serving(&self) -> Channel {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy();
+        let mut health = HealthClient::new(channel.clone());
+        for _ in 0..1200 {
+            if let Ok(r) = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                if r.into_inner().status == ServingStatus::Serving as i32 {
+                    return channel;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the binary did not become SERVING");
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn mint_with_binary(data_dir: &std::path::Path, user: Uuid) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_affinity"))
+        .args(["token", "--user", &user.to_string()])
+        .env_remove("AFFINITY_JWT_SECRET")
+        .env("AFFINITY_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_default_keeps_its_data_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let user = Uuid::new_v4();
+
+    let first = Binary::start(&data_dir);
+    let channel = first.wait_serving().await;
+    // `affinity token` signs with the secret the service generated.
+    let token = mint_with_binary(&data_dir, user);
+    let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
+    let created = orgs
+        .create_organization(authed(
+            proto::CreateOrganizationRequest {
+                name: "Kept".into(),
+                slug: "kept".into(),
+                owner_user_id: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = first.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+
+    let second = Binary::start(&data_dir);
+    let channel = second.wait_serving().await;
+    let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
+    let list = orgs
+        .list_user_organizations(authed(
+            proto::ListUserOrganizationsRequest {
+                user_id: user.to_string(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list
+        .memberships
+        .iter()
+        .any(|m| m.organization.as_ref().unwrap().id == created.id));
+    assert!(second.terminate().success());
+}
