@@ -13,6 +13,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::util::MapResponseLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -73,6 +74,7 @@ pub async fn run(
     let max = config.max_message_bytes;
     let check = auth.interceptor();
     let router = Server::builder()
+        .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
         .layer(
             TraceLayer::new_for_grpc()
                 .make_span_with(|req: &http::Request<_>| {
@@ -195,6 +197,30 @@ async fn stop(
             Err(e) => tracing::warn!(error = %e, "stopping the embedded PostgreSQL"),
         }
     }
+}
+
+/// tonic refuses a request over the decoding limit with OUT_OF_RANGE; the
+/// contract says RESOURCE_EXHAUSTED. Such refusals are trailers-only
+/// responses, so the status is in the headers.
+fn oversize_is_resource_exhausted<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let headers = res.headers_mut();
+    let out_of_range = headers.get("grpc-status").is_some_and(|v| v == "11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        });
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "request%20message%20too%20large%20(AFFINITY_MAX_MESSAGE_BYTES)",
+            ),
+        );
+    }
+    res
 }
 
 async fn set_status(health: &mut HealthReporter, status: ServingStatus) {

@@ -482,3 +482,30 @@ async fn the_embedded_default_keeps_its_data_across_restarts() {
         .any(|m| m.organization.as_ref().unwrap().id == created.id));
     assert!(second.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_the_message_size_limit_is_resource_exhausted() {
+    let s = TestServer::start_with(TestDb::empty().await, |c| c.max_message_bytes = 4096).await;
+    let t = s.new_tenant().await;
+    let big = proto::CreateOrganizationRequest {
+        name: "x".repeat(8192),
+        slug: "big".into(),
+        owner_user_id: String::new(),
+    };
+    let err = s
+        .orgs()
+        .create_organization(authed(big, &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    // Under the limit, the same call is judged on its merits.
+    let small = proto::CreateOrganizationRequest {
+        name: "x".repeat(100),
+        slug: "small".into(),
+        owner_user_id: String::new(),
+    };
+    assert_eq!(
+        code(s.orgs().create_organization(authed(small, &t.token)).await),
+        Code::Ok
+    );
+}
