@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -14,8 +15,8 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
+use tracing::{Level, Span};
 
 use crate::api::ai_context::AiContextApi;
 use crate::api::maintenance::MaintenanceApi;
@@ -76,12 +77,33 @@ pub async fn run(
     let router = Server::builder()
         .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
         .layer(
+            // One span per RPC (method, organization), and one line when it
+            // ends with its gRPC code and duration. Health and reflection
+            // calls are logged at DEBUG only.
             TraceLayer::new_for_grpc()
                 .make_span_with(|req: &http::Request<_>| {
-                    tracing::info_span!("rpc", method = %req.uri().path(), organization = tracing::field::Empty)
+                    let method = req.uri().path();
+                    if method.starts_with("/grpc.") {
+                        tracing::debug_span!("rpc", method = %method, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
+                    } else {
+                        tracing::info_span!("rpc", method = %method, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
+                    }
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                .on_request(())
+                // Trailers-only responses (errors) carry the status in the headers...
+                .on_response(|res: &http::Response<_>, latency: Duration, span: &Span| {
+                    // Unary handlers have finished when the headers go out.
+                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                    if let Some(code) = res.headers().get("grpc-status") {
+                        log_completion(span, code.to_str().unwrap_or("2"));
+                    }
+                })
+                // ...the others in the trailers at the end of the stream.
+                .on_eos(|trailers: Option<&http::HeaderMap>, _: Duration, span: &Span| {
+                    let code = trailers.and_then(|t| t.get("grpc-status")).and_then(|c| c.to_str().ok());
+                    log_completion(span, code.unwrap_or("0"));
+                })
+                .on_failure(()),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -196,6 +218,25 @@ async fn stop(
             Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "stopping the embedded PostgreSQL"),
         }
+    }
+}
+
+fn log_completion(span: &Span, code: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    let name = code
+        .parse::<i32>()
+        .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
+        .unwrap_or_else(|_| code.to_string());
+    let debug = span.metadata().is_some_and(|m| *m.level() == Level::DEBUG);
+    match code {
+        _ if debug => tracing::debug!(parent: span, status = %name, "rpc finished"),
+        // Internal, Unknown, Unavailable, DeadlineExceeded, DataLoss: worth a look.
+        "13" | "2" | "14" | "4" | "15" => {
+            tracing::warn!(parent: span, status = %name, "rpc failed")
+        }
+        _ => tracing::info!(parent: span, status = %name, "rpc finished"),
     }
 }
 
