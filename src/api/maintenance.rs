@@ -4,11 +4,16 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::ApiState;
+use super::{principal, require_service, ApiState};
+use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, maintenance_service_server::MaintenanceService};
+use crate::store::maintenance as store;
+
+/// Longest retention accepted (about 100 years): beyond it `now() - days`
+/// would approach the limits of PostgreSQL's timestamps for no use.
+const MAX_RETENTION_DAYS: u32 = 36_525;
 
 pub struct MaintenanceApi {
-    #[allow(dead_code)]
     state: Arc<ApiState>,
 }
 
@@ -18,23 +23,80 @@ impl MaintenanceApi {
     }
 }
 
+/// The retention in days: the request's, else the configured one.
+fn retention_days(requested: u32, configured: u32) -> ApiResult<i32> {
+    let days = match requested {
+        0 if configured > MAX_RETENTION_DAYS => {
+            // The operator's setting, not the caller's request.
+            return Err(ApiError::FailedPrecondition(format!(
+                "the configured metrics retention is {configured} days; at most \
+                 {MAX_RETENTION_DAYS}: fix AFFINITY_METRICS_RETENTION_DAYS or pass older_than_days"
+            )));
+        }
+        0 => configured,
+        d if d > MAX_RETENTION_DAYS => {
+            return Err(ApiError::invalid(format!(
+                "older_than_days is {d}; at most {MAX_RETENTION_DAYS}"
+            )));
+        }
+        d => d,
+    };
+    // At most MAX_RETENTION_DAYS, so it fits.
+    i32::try_from(days).map_err(|_| ApiError::invalid(format!("{days} days is too large")))
+}
+
 #[tonic::async_trait]
 impl MaintenanceService for MaintenanceApi {
     async fn verify_migration_integrity(
         &self,
-        _req: Request<proto::VerifyMigrationIntegrityRequest>,
+        req: Request<proto::VerifyMigrationIntegrityRequest>,
     ) -> Result<Response<proto::VerifyMigrationIntegrityResponse>, Status> {
-        Err(Status::unimplemented(
-            "verify_migration_integrity is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        require_service(&p, "VerifyMigrationIntegrity")?;
+        let rows = store::verify_migration_integrity(self.state.pool()?)
+            .await
+            .map_err(ApiError::from)?;
+        let all_passed = rows.iter().all(|c| c.passed);
+        let failed: Vec<&str> = rows
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            tracing::warn!(failed = ?failed, "migration integrity checks failed");
+        }
+        let checks = rows
+            .into_iter()
+            .map(|c| proto::IntegrityCheck {
+                name: c.name,
+                passed: c.passed,
+                details: c.details,
+            })
+            .collect();
+        Ok(Response::new(proto::VerifyMigrationIntegrityResponse {
+            checks,
+            all_passed,
+        }))
     }
 
     async fn archive_old_metrics(
         &self,
-        _req: Request<proto::ArchiveOldMetricsRequest>,
+        req: Request<proto::ArchiveOldMetricsRequest>,
     ) -> Result<Response<proto::ArchiveOldMetricsResponse>, Status> {
-        Err(Status::unimplemented(
-            "archive_old_metrics is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        require_service(&p, "ArchiveOldMetrics")?;
+        let days = retention_days(
+            req.get_ref().older_than_days,
+            self.state.config.metrics_retention_days,
+        )?;
+        let archived = store::archive_old_metrics(self.state.pool()?, days)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(
+            archived,
+            retention_days = days,
+            "archived old metric points"
+        );
+        Ok(Response::new(proto::ArchiveOldMetricsResponse { archived }))
     }
 }

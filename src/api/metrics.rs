@@ -2,13 +2,27 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use super::ApiState;
-use crate::proto::{self, metrics_service_server::MetricsService};
+use super::{entity_type, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState};
+use crate::error::{ApiError, ApiResult};
+use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
+use crate::store::metrics::{self as store, Aggregation, NewPoint};
+use crate::store::organizations::OrgRole;
+
+/// Longest metric name, in bytes.
+const MAX_METRIC_NAME: usize = 200;
+
+/// Points within this many days of now get a monthly partition created on
+/// demand; older or further-future points land in the default partition.
+const PARTITION_WINDOW_DAYS: i64 = 366;
+
+/// Period covered when the request leaves `start` unset.
+const DEFAULT_SPAN_DAYS: i64 = 30;
 
 pub struct MetricsApi {
-    #[allow(dead_code)]
     state: Arc<ApiState>,
 }
 
@@ -18,23 +32,194 @@ impl MetricsApi {
     }
 }
 
+/// The entity of a request: (type, id).
+fn entity(field: &str, e: Option<&proto::EntityRef>) -> ApiResult<(String, Uuid)> {
+    let e = e.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
+    Ok((
+        entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
+        parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
+    ))
+}
+
+fn point(i: usize, p: &proto::MetricPoint) -> ApiResult<NewPoint> {
+    let field = |f: &str| format!("points[{i}].{f}");
+    let (entity_type, entity_id) = entity(&field("entity"), p.entity.as_ref())?;
+    let metric_name = required_text(&field("metric_name"), &p.metric_name, MAX_METRIC_NAME)?;
+    if !p.value.is_finite() {
+        return Err(ApiError::invalid(format!(
+            "{} is {}; it must be a finite number",
+            field("value"),
+            p.value
+        )));
+    }
+    let recorded_at = p
+        .recorded_at
+        .as_ref()
+        .map(|t| timestamp(&field("recorded_at"), t))
+        .transpose()?;
+    Ok(NewPoint {
+        entity_type,
+        entity_id,
+        metric_name: metric_name.to_string(),
+        value: p.value,
+        recorded_at,
+    })
+}
+
+/// The schema function's unit for a granularity (unset: day).
+fn granularity(value: i32) -> ApiResult<&'static str> {
+    match Granularity::try_from(value) {
+        Ok(Granularity::Unspecified | Granularity::Day) => Ok("day"),
+        Ok(Granularity::Hour) => Ok("hour"),
+        Ok(Granularity::Week) => Ok("week"),
+        Ok(Granularity::Month) => Ok("month"),
+        Err(_) => Err(ApiError::invalid(format!(
+            "granularity {value} is unknown: use GRANULARITY_HOUR, _DAY, _WEEK or _MONTH"
+        ))),
+    }
+}
+
+/// An IANA time zone name (empty: UTC), in the canonical spelling.
+///
+/// Only names of the form Area/Location (plus UTC and GMT) are taken:
+/// PostgreSQL also accepts POSIX specs ("UTC+3", "<+03>-3", whose signs are
+/// inverted) and resolves abbreviations ("CET", "EST", "MET") before zone
+/// names, as fixed offsets without daylight saving, so bare legacy names
+/// would silently give buckets that do not follow the zone.
+fn time_zone(value: &str) -> ApiResult<&'static str> {
+    if value.is_empty() {
+        return Ok("UTC");
+    }
+    let bad = || {
+        ApiError::invalid(format!(
+            "time_zone {:?} is not an IANA time zone name like \"Europe/Paris\" or \"UTC\"",
+            value.chars().take(64).collect::<String>()
+        ))
+    };
+    let tz: chrono_tz::Tz = value.parse().map_err(|_| bad())?;
+    let name = tz.name();
+    if name.contains('/') || name == "UTC" || name == "GMT" {
+        Ok(name)
+    } else {
+        Err(bad())
+    }
+}
+
+/// The months that deserve a partition: the span of the points near now.
+fn partition_span(
+    points: &[NewPoint],
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let window = Duration::days(PARTITION_WINDOW_DAYS);
+    let near = points
+        .iter()
+        .map(|p| p.recorded_at.unwrap_or(now))
+        .filter(|t| *t >= now - window && *t <= now + window);
+    near.fold(None, |span, t| match span {
+        None => Some((t, t)),
+        Some((lo, hi)) => Some((lo.min(t), hi.max(t))),
+    })
+}
+
 #[tonic::async_trait]
 impl MetricsService for MetricsApi {
     async fn record_metrics(
         &self,
-        _req: Request<proto::RecordMetricsRequest>,
+        req: Request<proto::RecordMetricsRequest>,
     ) -> Result<Response<proto::RecordMetricsResponse>, Status> {
-        Err(Status::unimplemented(
-            "record_metrics is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        if r.points.is_empty() {
+            return Err(ApiError::invalid("points is empty: send at least one point").into());
+        }
+        self.state.check_batch("points", r.points.len())?;
+        self.state.authorize(&p, org, OrgRole::Editor).await?;
+        let points = r
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, pt)| point(i, pt))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let pool = self.state.pool()?;
+
+        if let Some((lo, hi)) = partition_span(&points, Utc::now()) {
+            // Only an optimization: the insert below is correct without it.
+            match store::ensure_partitions(pool, lo, hi).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("metric partitions: another session holds the lock"),
+                Err(e) => tracing::warn!(error = %e, "could not create metric partitions"),
+            }
+        }
+
+        let recorded = store::record(pool, org, &points)
+            .await
+            .map_err(|e| match &e {
+                // Only service_role reaches here for an organization that
+                // does not exist (users were authorized as members).
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                    ApiError::NotFound(format!("organization {org} does not exist"))
+                }
+                _ => ApiError::from(e),
+            })?;
+        let recorded = u32::try_from(recorded)
+            .map_err(|_| ApiError::Internal(format!("{recorded} points recorded")))?;
+        Ok(Response::new(proto::RecordMetricsResponse { recorded }))
     }
 
     async fn get_metrics_aggregated(
         &self,
-        _req: Request<proto::GetMetricsAggregatedRequest>,
+        req: Request<proto::GetMetricsAggregatedRequest>,
     ) -> Result<Response<proto::GetMetricsAggregatedResponse>, Status> {
-        Err(Status::unimplemented(
-            "get_metrics_aggregated is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        let (entity_type, entity_id) = entity("entity", r.entity.as_ref())?;
+        let metric_name = required_text("metric_name", &r.metric_name, MAX_METRIC_NAME)?;
+        let granularity = granularity(r.granularity)?;
+        let time_zone = time_zone(&r.time_zone)?;
+        let end = match &r.end {
+            Some(t) => timestamp("end", t)?,
+            None => Utc::now(),
+        };
+        let start = match &r.start {
+            Some(t) => timestamp("start", t)?,
+            None => end - Duration::days(DEFAULT_SPAN_DAYS),
+        };
+        if start > end {
+            return Err(ApiError::invalid(format!("start ({start}) is after end ({end})")).into());
+        }
+        let buckets = store::aggregated(
+            self.state.pool()?,
+            &Aggregation {
+                org,
+                entity_type: &entity_type,
+                entity_id,
+                metric_name,
+                granularity,
+                start,
+                end,
+                time_zone,
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let buckets = buckets
+            .into_iter()
+            .map(|b| proto::MetricBucket {
+                bucket_start: Some(to_timestamp(b.bucket_start)),
+                sum: b.sum,
+                avg: b.avg,
+                min: b.min,
+                max: b.max,
+                // count(*) is never negative.
+                count: u64::try_from(b.count).unwrap_or_default(),
+                last: b.last,
+            })
+            .collect();
+        Ok(Response::new(proto::GetMetricsAggregatedResponse {
+            buckets,
+        }))
     }
 }
