@@ -1,0 +1,348 @@
+//! AI context entries (`ai_context_logs`) and their embeddings: the SQL.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Rows per INSERT of a batch: large enough to amortize round trips, small
+/// enough to keep each statement's arrays a few megabytes.
+const CHUNK: usize = 500;
+
+/// The embedding entity types whose entries are AI context: new entries'
+/// ('ai_context') and migrated legacy chat messages' ('chat_message'), which
+/// keep their id in `ai_context_logs`.
+const SEARCHABLE_TYPES: [&str; 2] = ["ai_context", "chat_message"];
+
+/// One entry to store, validated by the caller.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub source_type: String,
+    pub context_summary: Option<String>,
+    pub ai_response: Option<String>,
+    /// Serialized JSON object (its size was checked on this text).
+    pub metadata: String,
+    pub idempotency_key: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// (model, vector), stored as entity_type 'ai_context'.
+    pub embedding: Option<(String, Vec<f32>)>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Entry {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub source_type: String,
+    pub context_summary: Option<String>,
+    pub ai_response: Option<String>,
+    pub metadata: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScoredEntry {
+    #[sqlx(flatten)]
+    pub entry: Entry,
+    pub similarity: f64,
+}
+
+/// The profiles (and personal organizations) of users seen for the first
+/// time. Sorted, so that concurrent calls take row locks in the same order.
+pub async fn ensure_users(conn: &mut PgConnection, users: &[Uuid]) -> sqlx::Result<()> {
+    let mut users: Vec<Uuid> = users.to_vec();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT ensure_user_profile(u) FROM unnest($1::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n")
+        .bind(&users)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts entries (and their embeddings) in the caller's transaction. An
+/// entry whose idempotency key is already taken in its organization is
+/// skipped with its embedding. Returns the ids of the entries inserted.
+///
+/// The caller removes duplicate keys within `entries` itself (ON CONFLICT
+/// would skip them too, but the caller decides which one is "first").
+pub async fn insert_entries(
+    conn: &mut PgConnection,
+    entries: &[NewEntry],
+) -> sqlx::Result<HashSet<Uuid>> {
+    let mut inserted = HashSet::with_capacity(entries.len());
+    for chunk in entries.chunks(CHUNK) {
+        let n = chunk.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut orgs = Vec::with_capacity(n);
+        let mut users = Vec::with_capacity(n);
+        let mut sources = Vec::with_capacity(n);
+        let mut summaries = Vec::with_capacity(n);
+        let mut responses = Vec::with_capacity(n);
+        let mut metadata = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut occurred = Vec::with_capacity(n);
+        let mut emb_ids = Vec::new();
+        let mut emb_models = Vec::new();
+        let mut emb_vectors = Vec::new();
+        for e in chunk {
+            ids.push(e.id);
+            orgs.push(e.organization_id);
+            users.push(e.user_id);
+            sources.push(e.source_type.as_str());
+            summaries.push(e.context_summary.as_deref());
+            responses.push(e.ai_response.as_deref());
+            metadata.push(e.metadata.as_str());
+            keys.push(e.idempotency_key.as_deref());
+            occurred.push(e.occurred_at);
+            if let Some((model, v)) = &e.embedding {
+                emb_ids.push(e.id);
+                emb_models.push(model.as_str());
+                emb_vectors.push(Vector::from(v.clone()));
+            }
+        }
+        // One statement per chunk: the entries, then the embeddings of those
+        // that were inserted (not of the ones skipped as duplicates).
+        let rows: Vec<Uuid> = sqlx::query_scalar(
+            "WITH ins AS (
+                 INSERT INTO ai_context_logs (id, organization_id, user_id, source_type, context_summary,
+                                              ai_response, metadata, idempotency_key, occurred_at)
+                 SELECT t.id, t.org, t.usr, t.source_type, t.summary, t.response, t.metadata::jsonb,
+                        t.key, t.occurred_at
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                             $7::text[], $8::text[], $9::timestamptz[])
+                      AS t(id, org, usr, source_type, summary, response, metadata, key, occurred_at)
+                 ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+                 DO NOTHING
+                 RETURNING id, organization_id
+             ), emb AS (
+                 INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+                 SELECT ins.organization_id, 'ai_context', ins.id, v.model, vector_dims(v.embedding), v.embedding
+                 FROM unnest($10::uuid[], $11::text[], $12::vector[]) AS v(id, model, embedding)
+                 JOIN ins ON ins.id = v.id
+             )
+             SELECT id FROM ins",
+        )
+        .bind(&ids)
+        .bind(&orgs)
+        .bind(&users)
+        .bind(&sources)
+        .bind(&summaries)
+        .bind(&responses)
+        .bind(&metadata)
+        .bind(&keys)
+        .bind(&occurred)
+        .bind(&emb_ids)
+        .bind(&emb_models)
+        .bind(&emb_vectors)
+        .fetch_all(&mut *conn)
+        .await?;
+        inserted.extend(rows);
+    }
+    Ok(inserted)
+}
+
+/// The id of the entry holding an idempotency key in an organization.
+pub async fn id_by_key(
+    conn: &mut PgConnection,
+    org: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM ai_context_logs WHERE organization_id = $1 AND idempotency_key = $2",
+    )
+    .bind(org)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Logs one entry, committed on return: its id and false, or, when its
+/// idempotency key is taken in its organization, the first entry's id and
+/// true (nothing new is stored). `new_user`: the user may have no profile yet.
+pub async fn log_one(pool: &PgPool, entry: NewEntry, new_user: bool) -> sqlx::Result<(Uuid, bool)> {
+    let mut tx = pool.begin().await?;
+    if new_user {
+        ensure_users(&mut tx, &[entry.user_id]).await?;
+    }
+    let inserted = insert_entries(&mut tx, std::slice::from_ref(&entry)).await?;
+    let result = if inserted.contains(&entry.id) {
+        (entry.id, false)
+    } else {
+        // ON CONFLICT waited for a concurrent holder of the key to commit, so
+        // this statement's snapshot sees it.
+        let key = entry.idempotency_key.as_deref().unwrap_or_default();
+        match id_by_key(&mut tx, entry.organization_id, key).await? {
+            Some(first) => (first, true),
+            None => return Err(sqlx::Error::RowNotFound),
+        }
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Logs entries all or none, in one transaction committed on return; returns
+/// how many were stored (the others' idempotency keys were taken already).
+/// `new_users`: users that may have no profile yet.
+pub async fn log_many(
+    pool: &PgPool,
+    mut entries: Vec<NewEntry>,
+    new_users: &[Uuid],
+) -> sqlx::Result<u64> {
+    // Keys in a consistent order, so that concurrent batches with the same
+    // keys wait for each other instead of deadlocking.
+    entries.sort_by(|a, b| {
+        (
+            a.idempotency_key.is_none(),
+            a.organization_id,
+            &a.idempotency_key,
+        )
+            .cmp(&(
+                b.idempotency_key.is_none(),
+                b.organization_id,
+                &b.idempotency_key,
+            ))
+    });
+    let mut tx = pool.begin().await?;
+    ensure_users(&mut tx, new_users).await?;
+    let inserted = insert_entries(&mut tx, &entries).await?;
+    tx.commit().await?;
+    Ok(inserted.len() as u64)
+}
+
+/// What a search looks for.
+pub struct Search<'a> {
+    pub organization_id: Uuid,
+    pub vector: &'a [f32],
+    /// None: any model of the vector's dimension.
+    pub model: Option<&'a str>,
+    pub threshold: f64,
+    pub limit: i64,
+    pub user_id: Option<Uuid>,
+    /// Empty: every source type.
+    pub source_types: &'a [String],
+}
+
+/// Entries whose embedding is nearest to the vector, most similar first.
+/// None: the vector's dimension has no index (any more).
+pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<ScoredEntry>>> {
+    let dim = i32::try_from(q.vector.len()).unwrap_or(i32::MAX);
+    let mut tx = pool.begin().await?;
+    // Filtered HNSW scans go on until enough rows pass the filters, in exact
+    // distance order; the candidate list is at least as long as the result.
+    let ef_search = q.limit.clamp(40, 1000).to_string();
+    let (_, _, expr): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
+                set_config('hnsw.ef_search', $2, true),
+                embedding_index_expression($1)",
+    )
+    .bind(dim)
+    .bind(&ef_search)
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(expr) = expr else { return Ok(None) };
+    // The expression comes from the schema (`embedding::vector(384)`), never
+    // from the client; the query vector is cast to the same type.
+    let Some(cast) = expr.strip_prefix("embedding::") else {
+        return Ok(None);
+    };
+    let model_filter = if q.model.is_some() {
+        "AND e.model = $4"
+    } else {
+        "AND $4::text IS NULL"
+    };
+    // The dimension is a literal: the partial HNSW index's predicate
+    // (`WHERE dimension = 384`) must be provable from the query, generic plans too.
+    let sql = format!(
+        "SELECT * FROM (
+             SELECT a.id, a.organization_id, a.user_id, a.source_type, a.context_summary,
+                    a.ai_response, a.metadata, a.occurred_at,
+                    1 - ({expr} <=> $1::{cast}) AS similarity
+             FROM embeddings e
+             JOIN ai_context_logs a ON a.organization_id = e.organization_id AND a.id = e.entity_id
+             WHERE e.organization_id = $2 AND e.dimension = {dim} AND e.entity_type = ANY ($3)
+               {model_filter}
+               AND ($5::uuid IS NULL OR a.user_id = $5)
+               AND (cardinality($6::text[]) = 0 OR a.source_type = ANY ($6))
+             ORDER BY {expr} <=> $1::{cast}
+             LIMIT $7
+         ) s
+         WHERE s.similarity >= $8
+         ORDER BY s.similarity DESC"
+    );
+    let rows: Vec<ScoredEntry> = sqlx::query_as(&sql)
+        .bind(Vector::from(q.vector.to_vec()))
+        .bind(q.organization_id)
+        .bind(&SEARCHABLE_TYPES[..])
+        .bind(q.model)
+        .bind(q.user_id)
+        .bind(q.source_types)
+        .bind(q.limit)
+        .bind(q.threshold)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    // An entry with embeddings of several models (or both types) counts once,
+    // at its best similarity (rows come most similar first).
+    let mut seen = HashSet::with_capacity(rows.len());
+    Ok(Some(
+        rows.into_iter()
+            .filter(|r| seen.insert(r.entry.id))
+            .collect(),
+    ))
+}
+
+/// Where a page starts: after this (occurred_at, id), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub occurred_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// Up to `limit` entries of an organization, newest first, after `after`.
+pub async fn list(
+    pool: &PgPool,
+    org: Uuid,
+    user: Option<Uuid>,
+    after: Option<Cursor>,
+    limit: i64,
+) -> sqlx::Result<Vec<Entry>> {
+    const COLUMNS: &str =
+        "id, organization_id, user_id, source_type, context_summary, ai_response, \
+                           metadata, occurred_at";
+    // One statement per combination of filters (no `$n IS NULL OR ...`), so
+    // that every plan, generic ones too, walks its index
+    // (organization_id[, user_id], occurred_at DESC, id DESC) from the cursor.
+    let user_filter = if user.is_some() {
+        "AND user_id = $2"
+    } else {
+        "AND $2::uuid IS NULL"
+    };
+    let cursor_filter = if after.is_some() {
+        "AND (occurred_at, id) < ($3, $4)"
+    } else {
+        "AND $3::timestamptz IS NULL AND $4::uuid IS NULL"
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM ai_context_logs
+         WHERE organization_id = $1 {user_filter} {cursor_filter}
+         ORDER BY occurred_at DESC, id DESC
+         LIMIT $5"
+    );
+    sqlx::query_as(&sql)
+        .bind(org)
+        .bind(user)
+        .bind(after.map(|c| c.occurred_at))
+        .bind(after.map(|c| c.id))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
