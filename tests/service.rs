@@ -509,3 +509,112 @@ async fn a_request_over_the_message_size_limit_is_resource_exhausted() {
         Code::Ok
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rpc_refuses_a_call_without_a_token() {
+    let s = TestServer::start().await;
+    let (mut sim, mut met, mut org, mut ai, mut mnt) = (
+        s.similarity(),
+        s.metrics(),
+        s.orgs(),
+        s.ai_context(),
+        s.maintenance(),
+    );
+    use tonic::Request as R;
+    let codes = vec![
+        (
+            "FindSimilarContent",
+            code(sim.find_similar_content(R::new(Default::default())).await),
+        ),
+        (
+            "SearchByVector",
+            code(sim.search_by_vector(R::new(Default::default())).await),
+        ),
+        (
+            "UpsertEmbeddings",
+            code(sim.upsert_embeddings(R::new(Default::default())).await),
+        ),
+        (
+            "DeleteEmbeddings",
+            code(sim.delete_embeddings(R::new(Default::default())).await),
+        ),
+        (
+            "RecordMetrics",
+            code(met.record_metrics(R::new(Default::default())).await),
+        ),
+        (
+            "GetMetricsAggregated",
+            code(met.get_metrics_aggregated(R::new(Default::default())).await),
+        ),
+        (
+            "UserHasOrgPermission",
+            code(
+                org.user_has_org_permission(R::new(Default::default()))
+                    .await,
+            ),
+        ),
+        (
+            "CheckPermissions",
+            code(org.check_permissions(R::new(Default::default())).await),
+        ),
+        (
+            "CreateOrganization",
+            code(org.create_organization(R::new(Default::default())).await),
+        ),
+        (
+            "ListUserOrganizations",
+            code(
+                org.list_user_organizations(R::new(Default::default()))
+                    .await,
+            ),
+        ),
+        (
+            "PutMember",
+            code(org.put_member(R::new(Default::default())).await),
+        ),
+        (
+            "RemoveMember",
+            code(org.remove_member(R::new(Default::default())).await),
+        ),
+        (
+            "ListMembers",
+            code(org.list_members(R::new(Default::default())).await),
+        ),
+        (
+            "LogAiContext",
+            code(ai.log_ai_context(R::new(Default::default())).await),
+        ),
+        (
+            "LogAiContextStream",
+            code(
+                ai.log_ai_context_stream(R::new(tokio_stream::iter(Vec::<
+                    proto::LogAiContextRequest,
+                >::new())))
+                    .await,
+            ),
+        ),
+        (
+            "SearchAiContext",
+            code(ai.search_ai_context(R::new(Default::default())).await),
+        ),
+        (
+            "ListAiContext",
+            code(ai.list_ai_context(R::new(Default::default())).await),
+        ),
+        (
+            "VerifyMigrationIntegrity",
+            code(
+                mnt.verify_migration_integrity(R::new(Default::default()))
+                    .await,
+            ),
+        ),
+        (
+            "ArchiveOldMetrics",
+            code(mnt.archive_old_metrics(R::new(Default::default())).await),
+        ),
+    ];
+    assert_eq!(codes.len(), 19, "every RPC of the contract");
+    for (rpc, c) in codes {
+        assert_eq!(c, Code::Unauthenticated, "{rpc}");
+    }
+}
