@@ -797,3 +797,38 @@ async fn points_near_now_get_their_own_monthly_partition() {
     assert_eq!(stored_points(&s).await, 3);
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_metrics_never_writes_into_another_organization() {
+    let s = TestServer::start().await;
+    let a = s.new_tenant().await;
+    let b = s.new_tenant().await;
+    let e = Uuid::new_v4();
+    let when = Some(at("2024-05-06T10:00:00Z"));
+    record(&s, &b.token, b.org, vec![point(e, "likes", 7.0, when)]).await;
+    // Into B's organization, or one that does not exist: refused alike.
+    let mut messages = vec![];
+    for org in [b.org, Uuid::new_v4()] {
+        let err = s
+            .metrics()
+            .record_metrics(authed(
+                record_req(org, vec![point(e, "likes", 1.0, when)]),
+                &a.token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+        messages.push(err.message().replace(&org.to_string(), "<org>"));
+    }
+    assert_eq!(messages[0], messages[1]);
+    // Recording for the same entity id in A's own organization leaves B's series alone.
+    record(&s, &a.token, a.org, vec![point(e, "likes", 100.0, when)]).await;
+    let b_points: Vec<f64> =
+        sqlx::query_scalar("SELECT value FROM time_series_metrics WHERE organization_id = $1")
+            .bind(b.org)
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(b_points, vec![7.0]);
+    s.shutdown().await.unwrap();
+}
