@@ -1,20 +1,85 @@
 //! SimilarityService: vector similarity over the central embeddings table.
+//!
+//! Every call names one organization and sees only that organization's
+//! embeddings: reads need ROLE_VIEWER, writes ROLE_EDITOR (service_role: any
+//! organization). Requests are validated in full before anything is read or
+//! written.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use super::ApiState;
+use super::{entity_type, limit, parse_uuid, principal, required_text, threshold, ApiState};
+use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, similarity_service_server::SimilarityService};
+use crate::store::organizations::OrgRole;
+use crate::store::similarity::{self as store, IndexCast};
+
+/// Longest model name accepted, in bytes.
+const MAX_MODEL_BYTES: usize = 200;
 
 pub struct SimilarityApi {
-    #[allow(dead_code)]
     state: Arc<ApiState>,
+    /// Dimension -> the cast of its HNSW index, read once per dimension.
+    casts: RwLock<HashMap<i32, IndexCast>>,
 }
 
 impl SimilarityApi {
     pub fn new(state: Arc<ApiState>) -> Self {
-        SimilarityApi { state }
+        SimilarityApi {
+            state,
+            casts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The index cast of a dimension `check_vector` accepted.
+    async fn index_cast(&self, dimension: i32) -> ApiResult<IndexCast> {
+        if let Some(c) = self.casts.read().unwrap().get(&dimension) {
+            return Ok(*c);
+        }
+        let cast = store::index_cast(self.state.pool()?, dimension)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "vectors of {dimension} dimensions cannot be searched"
+                ))
+            })?;
+        self.casts.write().unwrap().insert(dimension, cast);
+        Ok(cast)
+    }
+}
+
+/// A required entity reference: its type (lower snake case) and UUID.
+fn entity(field: &str, e: Option<&proto::EntityRef>) -> ApiResult<(String, Uuid)> {
+    let e = e.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
+    Ok((
+        entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
+        parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
+    ))
+}
+
+/// A list of entity types, each validated, duplicates dropped.
+fn entity_types(state: &ApiState, field: &str, values: &[String]) -> ApiResult<Vec<String>> {
+    state.check_batch(field, values.len())?;
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let t = entity_type(&format!("{field}[{i}]"), v)?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn item(entity_type: String, entity_id: Uuid, similarity: f64) -> proto::SimilarItem {
+    proto::SimilarItem {
+        entity: Some(proto::EntityRef {
+            entity_type,
+            entity_id: entity_id.to_string(),
+        }),
+        similarity: similarity as f32,
     }
 }
 
@@ -22,37 +87,163 @@ impl SimilarityApi {
 impl SimilarityService for SimilarityApi {
     async fn find_similar_content(
         &self,
-        _req: Request<proto::FindSimilarContentRequest>,
+        req: Request<proto::FindSimilarContentRequest>,
     ) -> Result<Response<proto::FindSimilarContentResponse>, Status> {
-        Err(Status::unimplemented(
-            "find_similar_content is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        let (etype, eid) = entity("entity", r.entity.as_ref())?;
+        let threshold = threshold(r.similarity_threshold)?;
+        let k = limit("max_results", r.max_results, 10)?;
+        let mut targets = entity_types(&self.state, "target_entity_types", &r.target_entity_types)?;
+        if targets.is_empty() {
+            targets.push(etype.clone());
+        }
+        self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        let pool = self.state.pool()?;
+
+        // An item with embeddings only in another organization is, here, an
+        // item without embeddings: nothing of that organization is revealed.
+        if !store::has_embedding(pool, org, &etype, eid)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::NotFound(format!(
+                "{etype} {eid} has no embedding in organization {org}"
+            ))
+            .into());
+        }
+        let rows =
+            store::find_similar_content(pool, org, &etype, eid, threshold, k as i32, &targets)
+                .await
+                .map_err(ApiError::from)?;
+        let items = rows
+            .into_iter()
+            .filter(|row| {
+                // The function guarantees it; never let anything else out.
+                let ours = row.organization_id == org;
+                if !ours {
+                    tracing::error!(%org, other = %row.organization_id,
+                        "find_similar_content returned another organization's item; dropped");
+                }
+                ours
+            })
+            .map(|row| item(row.entity_type, row.entity_id, row.similarity))
+            .collect();
+        Ok(Response::new(proto::FindSimilarContentResponse { items }))
     }
 
     async fn search_by_vector(
         &self,
-        _req: Request<proto::SearchByVectorRequest>,
+        req: Request<proto::SearchByVectorRequest>,
     ) -> Result<Response<proto::SearchByVectorResponse>, Status> {
-        Err(Status::unimplemented(
-            "search_by_vector is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        self.state.check_vector("vector", &r.vector)?;
+        let model = if r.model.is_empty() {
+            None
+        } else {
+            Some(required_text("model", &r.model, MAX_MODEL_BYTES)?)
+        };
+        let types = entity_types(&self.state, "entity_types", &r.entity_types)?;
+        let threshold = threshold(r.similarity_threshold)?;
+        let k = limit("max_results", r.max_results, 10)?;
+        self.state.authorize(&p, org, OrgRole::Viewer).await?;
+
+        let cast = self.index_cast(r.vector.len() as i32).await?;
+        let hits = store::search(
+            self.state.pool()?,
+            &store::VectorQuery {
+                organization_id: org,
+                vector: &r.vector,
+                cast,
+                model,
+                entity_types: (!types.is_empty()).then_some(types.as_slice()),
+                threshold,
+                max_results: k,
+            },
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let items = hits
+            .into_iter()
+            .map(|h| item(h.entity_type, h.entity_id, h.similarity))
+            .collect();
+        Ok(Response::new(proto::SearchByVectorResponse { items }))
     }
 
+    /// All or none: every record is validated before anything is written,
+    /// then all are written in one statement. Several records for the same
+    /// (entity, model) are allowed: the last one wins, as if applied in
+    /// order, and each counts in `upserted`.
     async fn upsert_embeddings(
         &self,
-        _req: Request<proto::UpsertEmbeddingsRequest>,
+        req: Request<proto::UpsertEmbeddingsRequest>,
     ) -> Result<Response<proto::UpsertEmbeddingsResponse>, Status> {
-        Err(Status::unimplemented(
-            "upsert_embeddings is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        if r.embeddings.is_empty() {
+            return Err(ApiError::invalid("embeddings is empty; send at least one").into());
+        }
+        self.state.check_batch("embeddings", r.embeddings.len())?;
+        let mut records = Vec::with_capacity(r.embeddings.len());
+        for (i, e) in r.embeddings.into_iter().enumerate() {
+            let (entity_type, entity_id) =
+                entity(&format!("embeddings[{i}].entity"), e.entity.as_ref())?;
+            let model =
+                required_text(&format!("embeddings[{i}].model"), &e.model, MAX_MODEL_BYTES)?
+                    .to_string();
+            self.state
+                .check_vector(&format!("embeddings[{i}].vector"), &e.vector)?;
+            records.push(store::NewEmbedding {
+                entity_type,
+                entity_id,
+                model,
+                vector: e.vector,
+            });
+        }
+        self.state.authorize(&p, org, OrgRole::Editor).await?;
+
+        let upserted = store::upsert(self.state.pool()?, org, &records)
+            .await
+            .map_err(|e| match e {
+                // Only service_role gets here for an organization that does not exist.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                    ApiError::NotFound(format!("organization {org} does not exist"))
+                }
+                e => ApiError::from(e),
+            })?;
+        Ok(Response::new(proto::UpsertEmbeddingsResponse {
+            upserted: upserted as u32,
+        }))
     }
 
     async fn delete_embeddings(
         &self,
-        _req: Request<proto::DeleteEmbeddingsRequest>,
+        req: Request<proto::DeleteEmbeddingsRequest>,
     ) -> Result<Response<proto::DeleteEmbeddingsResponse>, Status> {
-        Err(Status::unimplemented(
-            "delete_embeddings is not implemented yet",
-        ))
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        if r.entities.is_empty() {
+            return Err(ApiError::invalid("entities is empty; send at least one").into());
+        }
+        self.state.check_batch("entities", r.entities.len())?;
+        let entities = r
+            .entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| entity(&format!("entities[{i}]"), Some(e)))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.state.authorize(&p, org, OrgRole::Editor).await?;
+
+        let deleted = store::delete(self.state.pool()?, org, &entities)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(proto::DeleteEmbeddingsResponse {
+            deleted: deleted as u32,
+        }))
     }
 }

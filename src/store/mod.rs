@@ -4,3 +4,4 @@ pub mod ai_context;
 pub mod maintenance;
 pub mod metrics;
 pub mod organizations;
+pub mod similarity;
