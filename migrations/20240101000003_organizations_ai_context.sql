@@ -292,8 +292,11 @@ CREATE FUNCTION find_similar_content(input_entity_type text, input_entity_id uui
                                      in_organization_id uuid DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, entity_type text, entity_id uuid, similarity double precision)
 LANGUAGE plpgsql STABLE
--- Filtered HNSW scans go on until enough rows pass the filters.
+-- Filtered HNSW scans go on until enough rows pass the filters; the
+-- candidate list is at least as long as the result (set below). Both
+-- settings are restored when the function returns.
 SET hnsw.iterative_scan = 'strict_order'
+SET hnsw.ef_search = 40
 AS $$
 DECLARE
     src record;
@@ -303,6 +306,7 @@ BEGIN
     IF max_results IS NULL OR max_results < 1 THEN
         RETURN;
     END IF;
+    PERFORM set_config('hnsw.ef_search', least(greatest(max_results, 40), 1000)::text, true);
     -- One nearest-neighbour query per source embedding (model, dimension),
     -- ordered by the cast expression of that dimension's HNSW index.
     FOR src IN

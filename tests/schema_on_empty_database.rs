@@ -614,3 +614,45 @@ async fn a_new_user_gets_a_personal_organization_on_first_sight() {
     .unwrap();
     assert_eq!((personal_owner, role.as_str()), (Some(user), "owner"));
 }
+
+#[tokio::test]
+async fn find_similar_content_leaves_the_callers_search_settings_alone() {
+    let db = TestDb::migrated().await;
+    let (_, org) = new_user(&db.pool).await;
+    let source = Uuid::new_v4();
+    put_embedding(
+        &db.pool,
+        org,
+        "post",
+        source,
+        "m",
+        &unit_vector(384, 0, 0.0),
+    )
+    .await;
+    put_embedding(
+        &db.pool,
+        org,
+        "post",
+        Uuid::new_v4(),
+        "m",
+        &unit_vector(384, 1, 0.0),
+    )
+    .await;
+    let mut tx = db.pool.begin().await.unwrap();
+    // Inside the function: ef_search follows max_results; outside it is restored.
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM find_similar_content('post', $1, -1, 700)")
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+    let (ef, iterative): (String, String) = sqlx::query_as(
+        "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((ef.as_str(), iterative.as_str()), ("40", "off"));
+    tx.rollback().await.unwrap();
+}
