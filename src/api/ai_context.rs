@@ -11,7 +11,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp, ApiState,
+    limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp, write_error,
+    ApiState,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -230,17 +231,6 @@ fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
     }
 }
 
-/// Writes to an organization that does not exist (possible for service_role,
-/// which is not checked against memberships) fail on the foreign key.
-fn log_error(e: sqlx::Error) -> ApiError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.constraint() == Some("ai_context_logs_organization_id_fkey") {
-            return ApiError::NotFound("the organization does not exist".into());
-        }
-    }
-    ApiError::from(e)
-}
-
 // ------------------------------------------------------------- page tokens
 //
 // A page token is base64url of: version (1 byte), organization id (16), user
@@ -320,7 +310,7 @@ impl AiContextService for AiContextApi {
         // service_role may be new.
         let (id, duplicate) = store::log_one(self.state.pool()?, e, p.is_service())
             .await
-            .map_err(log_error)?;
+            .map_err(write_error)?;
         Ok(Response::new(proto::LogAiContextResponse {
             id: id.to_string(),
             duplicate,
@@ -380,7 +370,7 @@ impl AiContextService for AiContextApi {
             let users: Vec<Uuid> = new_users.into_iter().collect();
             store::log_many(self.state.pool()?, entries, &users)
                 .await
-                .map_err(log_error)?
+                .map_err(write_error)?
         };
         Ok(Response::new(proto::LogAiContextStreamResponse {
             stored,

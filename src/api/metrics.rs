@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::{entity_type, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState};
+use super::{
+    entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, write_error,
+    ApiState,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
 use crate::store::metrics::{self as store, Aggregation, NewPoint};
@@ -32,18 +34,9 @@ impl MetricsApi {
     }
 }
 
-/// The entity of a request: (type, id).
-fn entity(field: &str, e: Option<&proto::EntityRef>) -> ApiResult<(String, Uuid)> {
-    let e = e.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
-    Ok((
-        entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
-        parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
-    ))
-}
-
 fn point(i: usize, p: &proto::MetricPoint) -> ApiResult<NewPoint> {
     let field = |f: &str| format!("points[{i}].{f}");
-    let (entity_type, entity_id) = entity(&field("entity"), p.entity.as_ref())?;
+    let (entity_type, entity_id) = entity_ref(&field("entity"), p.entity.as_ref())?;
     let metric_name = required_text(&field("metric_name"), &p.metric_name, MAX_METRIC_NAME)?;
     if !p.value.is_finite() {
         return Err(ApiError::invalid(format!(
@@ -154,14 +147,7 @@ impl MetricsService for MetricsApi {
 
         let recorded = store::record(pool, org, &points)
             .await
-            .map_err(|e| match &e {
-                // Only service_role reaches here for an organization that
-                // does not exist (users were authorized as members).
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-                    ApiError::NotFound(format!("organization {org} does not exist"))
-                }
-                _ => ApiError::from(e),
-            })?;
+            .map_err(write_error)?;
         let recorded = u32::try_from(recorded)
             .map_err(|_| ApiError::Internal(format!("{recorded} points recorded")))?;
         Ok(Response::new(proto::RecordMetricsResponse { recorded }))
@@ -175,7 +161,7 @@ impl MetricsService for MetricsApi {
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let (entity_type, entity_id) = entity("entity", r.entity.as_ref())?;
+        let (entity_type, entity_id) = entity_ref("entity", r.entity.as_ref())?;
         let metric_name = required_text("metric_name", &r.metric_name, MAX_METRIC_NAME)?;
         let granularity = granularity(r.granularity)?;
         let time_zone = time_zone(&r.time_zone)?;

@@ -18,6 +18,7 @@ use crate::auth::{self, Principal};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::store::organizations::{self as org_store, OrgRole};
+use crate::store::similarity::{self as similarity_store, IndexCast};
 
 /// What every handler shares. The pool is set once the database is reachable
 /// and migrated; until then calls get UNAVAILABLE (health says NOT_SERVING).
@@ -28,8 +29,8 @@ pub struct ApiState {
 
 struct Database {
     pool: PgPool,
-    /// Dimension -> index type ("vector" | "halfvec"): the searchable dimensions.
-    dimensions: BTreeMap<i32, String>,
+    /// The searchable dimensions, with the cast of each one's HNSW index.
+    dimensions: BTreeMap<i32, IndexCast>,
 }
 
 impl ApiState {
@@ -42,16 +43,23 @@ impl ApiState {
 
     /// Marks the database ready: reads the searchable dimensions.
     pub async fn set_ready(&self, pool: PgPool) -> anyhow::Result<()> {
-        let rows: Vec<(i32, String)> = sqlx::query_as(
-            "SELECT dimension, index_type FROM vector_index_dimensions ORDER BY dimension",
-        )
-        .fetch_all(&pool)
-        .await?;
-        let _ = self.db.set(Database {
-            pool,
-            dimensions: rows.into_iter().collect(),
-        });
+        let casts = similarity_store::index_casts(&pool).await?;
+        let dimensions = casts.into_iter().map(|c| (c.dimension, c)).collect();
+        let _ = self.db.set(Database { pool, dimensions });
         Ok(())
+    }
+
+    /// The HNSW index cast of a dimension that `check_vector` accepted.
+    pub fn index_cast(&self, dimension: i32) -> ApiResult<IndexCast> {
+        let db = self
+            .db
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the service is starting".into()))?;
+        db.dimensions.get(&dimension).copied().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "vectors of {dimension} dimensions cannot be searched"
+            ))
+        })
     }
 
     pub fn pool(&self) -> ApiResult<&PgPool> {
@@ -166,6 +174,31 @@ pub fn required_text<'a>(field: &str, value: &'a str, max_len: usize) -> ApiResu
         return Err(ApiError::invalid(format!("{field} contains a NUL byte")));
     }
     Ok(value)
+}
+
+/// A required entity reference: its type (lower snake case) and UUID.
+pub fn entity_ref(field: &str, e: Option<&crate::proto::EntityRef>) -> ApiResult<(String, Uuid)> {
+    let e = e.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
+    Ok((
+        entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
+        parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
+    ))
+}
+
+/// The error of a write into tenant tables. Naming an organization that does
+/// not exist fails on an `organization_id` foreign key: only service_role
+/// gets that far (users are authorized as members first), and it learns
+/// NOT_FOUND.
+pub fn write_error(e: sqlx::Error) -> ApiError {
+    if let sqlx::Error::Database(db) = &e {
+        let on_organization = db
+            .constraint()
+            .is_some_and(|c| c.ends_with("organization_id_fkey"));
+        if db.code().as_deref() == Some("23503") && on_organization {
+            return ApiError::NotFound("the organization does not exist".into());
+        }
+    }
+    ApiError::from(e)
 }
 
 /// An entity type: lower snake case, as the contract says.

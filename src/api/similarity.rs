@@ -5,59 +5,31 @@
 //! organization). Requests are validated in full before anything is read or
 //! written.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{entity_type, limit, parse_uuid, principal, required_text, threshold, ApiState};
+use super::{
+    entity_ref, entity_type, limit, parse_uuid, principal, required_text, threshold, write_error,
+    ApiState,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, similarity_service_server::SimilarityService};
 use crate::store::organizations::OrgRole;
-use crate::store::similarity::{self as store, IndexCast};
+use crate::store::similarity as store;
 
 /// Longest model name accepted, in bytes.
 const MAX_MODEL_BYTES: usize = 200;
 
 pub struct SimilarityApi {
     state: Arc<ApiState>,
-    /// Dimension -> the cast of its HNSW index, read once per dimension.
-    casts: RwLock<HashMap<i32, IndexCast>>,
 }
 
 impl SimilarityApi {
     pub fn new(state: Arc<ApiState>) -> Self {
-        SimilarityApi {
-            state,
-            casts: RwLock::new(HashMap::new()),
-        }
+        SimilarityApi { state }
     }
-
-    /// The index cast of a dimension `check_vector` accepted.
-    async fn index_cast(&self, dimension: i32) -> ApiResult<IndexCast> {
-        if let Some(c) = self.casts.read().unwrap().get(&dimension) {
-            return Ok(*c);
-        }
-        let cast = store::index_cast(self.state.pool()?, dimension)
-            .await?
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "vectors of {dimension} dimensions cannot be searched"
-                ))
-            })?;
-        self.casts.write().unwrap().insert(dimension, cast);
-        Ok(cast)
-    }
-}
-
-/// A required entity reference: its type (lower snake case) and UUID.
-fn entity(field: &str, e: Option<&proto::EntityRef>) -> ApiResult<(String, Uuid)> {
-    let e = e.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
-    Ok((
-        entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
-        parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
-    ))
 }
 
 /// A list of entity types, each validated, duplicates dropped.
@@ -92,7 +64,7 @@ impl SimilarityService for SimilarityApi {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
-        let (etype, eid) = entity("entity", r.entity.as_ref())?;
+        let (etype, eid) = entity_ref("entity", r.entity.as_ref())?;
         let threshold = threshold(r.similarity_threshold)?;
         let k = limit("max_results", r.max_results, 10)?;
         let mut targets = entity_types(&self.state, "target_entity_types", &r.target_entity_types)?;
@@ -151,7 +123,7 @@ impl SimilarityService for SimilarityApi {
         let k = limit("max_results", r.max_results, 10)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
 
-        let cast = self.index_cast(r.vector.len() as i32).await?;
+        let cast = self.state.index_cast(r.vector.len() as i32)?;
         let hits = store::search(
             self.state.pool()?,
             &store::VectorQuery {
@@ -191,7 +163,7 @@ impl SimilarityService for SimilarityApi {
         let mut records = Vec::with_capacity(r.embeddings.len());
         for (i, e) in r.embeddings.into_iter().enumerate() {
             let (entity_type, entity_id) =
-                entity(&format!("embeddings[{i}].entity"), e.entity.as_ref())?;
+                entity_ref(&format!("embeddings[{i}].entity"), e.entity.as_ref())?;
             let model =
                 required_text(&format!("embeddings[{i}].model"), &e.model, MAX_MODEL_BYTES)?
                     .to_string();
@@ -208,13 +180,7 @@ impl SimilarityService for SimilarityApi {
 
         let upserted = store::upsert(self.state.pool()?, org, &records)
             .await
-            .map_err(|e| match e {
-                // Only service_role gets here for an organization that does not exist.
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-                    ApiError::NotFound(format!("organization {org} does not exist"))
-                }
-                e => ApiError::from(e),
-            })?;
+            .map_err(write_error)?;
         Ok(Response::new(proto::UpsertEmbeddingsResponse {
             upserted: upserted as u32,
         }))
@@ -235,7 +201,7 @@ impl SimilarityService for SimilarityApi {
             .entities
             .iter()
             .enumerate()
-            .map(|(i, e)| entity(&format!("entities[{i}]"), Some(e)))
+            .map(|(i, e)| entity_ref(&format!("entities[{i}]"), Some(e)))
             .collect::<ApiResult<Vec<_>>>()?;
         self.state.authorize(&p, org, OrgRole::Editor).await?;
 

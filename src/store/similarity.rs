@@ -50,6 +50,18 @@ impl IndexCast {
     }
 }
 
+fn cast_of(dimension: i32, index_type: &str) -> Option<IndexCast> {
+    let index_type = match index_type {
+        "vector" => IndexType::Vector,
+        "halfvec" => IndexType::Halfvec,
+        _ => return None,
+    };
+    Some(IndexCast {
+        dimension,
+        index_type,
+    })
+}
+
 /// The index cast of `dimension`, if that dimension has an index.
 pub async fn index_cast<'e>(
     db: impl PgExecutor<'e>,
@@ -60,17 +72,17 @@ pub async fn index_cast<'e>(
             .bind(dimension)
             .fetch_optional(db)
             .await?;
-    Ok(kind.and_then(|k| {
-        let index_type = match k.as_str() {
-            "vector" => IndexType::Vector,
-            "halfvec" => IndexType::Halfvec,
-            _ => return None,
-        };
-        Some(IndexCast {
-            dimension,
-            index_type,
-        })
-    }))
+    Ok(kind.and_then(|k| cast_of(dimension, &k)))
+}
+
+/// Every searchable dimension's index cast.
+pub async fn index_casts<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<IndexCast>> {
+    let rows: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT dimension, index_type FROM vector_index_dimensions ORDER BY dimension",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.iter().filter_map(|(d, t)| cast_of(*d, t)).collect())
 }
 
 /// One result: an item and its cosine similarity to the query.
