@@ -106,6 +106,27 @@ BEGIN
 END;
 $$;
 
+-- Created after the legacy memberships above, which need no announcement.
+-- Every membership change is announced (at commit) on the channel
+-- `affinity_membership` as '<organization_id>:<user_id>', so that each
+-- replica's permission cache drops that entry at once.
+CREATE FUNCTION organization_members_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    m organization_members;
+BEGIN
+    m := coalesce(NEW, OLD);
+    PERFORM pg_notify('affinity_membership', m.organization_id || ':' || m.user_id);
+    IF TG_OP = 'UPDATE' AND (OLD.organization_id, OLD.user_id) <> (NEW.organization_id, NEW.user_id) THEN
+        PERFORM pg_notify('affinity_membership', OLD.organization_id || ':' || OLD.user_id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER organization_members_notify
+    AFTER INSERT OR UPDATE OR DELETE ON organization_members
+    FOR EACH ROW EXECUTE FUNCTION organization_members_notify();
+
 -- ---------------------------------------------------------------- tenant ids
 -- Filled from the owning user's personal organization, then made NOT NULL and
 -- part of the keys. HNSW indexes are rebuilt after the embeddings update.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod legacy;
+pub mod membership;
 pub mod server;
 pub mod store;
 

@@ -172,14 +172,28 @@ pub async fn run(
     };
     let pool = match outcome {
         Some(Ok(pool)) => {
+            // SERVING once membership changes are followed (until then, and
+            // whenever that connection drops, permission checks skip the cache).
+            let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
+            let listener = tokio::spawn(state.membership.clone().listen(pool.clone(), subscribed));
+            if tokio::time::timeout(Duration::from_secs(10), is_subscribed)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "not yet following membership changes; permission checks go to the database"
+                );
+            }
             set_status(&mut health, ServingStatus::Serving).await;
             tracing::info!(%addr, "SERVING");
             tokio::select! {
                 _ = &mut shutdown => {}
                 r = &mut server => {
+                    listener.abort();
                     r.context("gRPC server task")?.context("gRPC server")?;
                 }
             }
+            listener.abort();
             Some(pool)
         }
         Some(Err(e)) => {

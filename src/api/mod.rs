@@ -17,13 +17,16 @@ use uuid::Uuid;
 use crate::auth::{self, Principal};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
-use crate::store::organizations::{self as org_store, OrgRole};
+use crate::membership::MembershipCache;
+use crate::store::organizations::OrgRole;
 use crate::store::similarity::{self as similarity_store, IndexCast};
 
 /// What every handler shares. The pool is set once the database is reachable
 /// and migrated; until then calls get UNAVAILABLE (health says NOT_SERVING).
 pub struct ApiState {
     pub config: Config,
+    /// Membership roles, kept fresh by the database's change notifications.
+    pub membership: MembershipCache,
     db: OnceLock<Database>,
 }
 
@@ -37,6 +40,7 @@ impl ApiState {
     pub fn new(config: Config) -> Self {
         ApiState {
             config,
+            membership: MembershipCache::new(),
             db: OnceLock::new(),
         }
     }
@@ -119,7 +123,7 @@ impl ApiState {
         match principal {
             Principal::Service { .. } => Ok(()),
             Principal::User(user) => {
-                let held = org_store::member_role(self.pool()?, org, *user).await?;
+                let held = self.membership.role(self.pool()?, org, *user).await?;
                 match held {
                     Some(held) if held >= role => Ok(()),
                     Some(_) => Err(ApiError::PermissionDenied(format!(

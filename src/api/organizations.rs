@@ -111,7 +111,10 @@ impl OrganizationService for OrganizationsApi {
         let check = parse_check(req.get_ref(), "")?;
         about_self_or_service(&p, check.user, "asking about another user")?;
         tracing::Span::current().record("organization", tracing::field::display(check.org));
-        let held = store::member_role(self.state.pool()?, check.org, check.user)
+        let held = self
+            .state
+            .membership
+            .role(self.state.pool()?, check.org, check.user)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(answer(check.required, held)))
@@ -139,7 +142,10 @@ impl OrganizationService for OrganizationsApi {
             about_self_or_service(&p, c.user, "asking about another user")?;
         }
         let pairs: Vec<(Uuid, Uuid)> = parsed.iter().map(|c| (c.user, c.org)).collect();
-        let held = store::member_roles(self.state.pool()?, &pairs)
+        let held = self
+            .state
+            .membership
+            .roles(self.state.pool()?, &pairs)
             .await
             .map_err(ApiError::from)?;
         let results = parsed
@@ -176,6 +182,7 @@ impl OrganizationService for OrganizationsApi {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::AlreadyExists(format!("the slug {:?} is taken", r.slug)))?;
+        self.state.membership.invalidate(org.id, owner);
         tracing::Span::current().record("organization", tracing::field::display(org.id));
         Ok(Response::new(organization(org)))
     }
@@ -226,6 +233,8 @@ impl OrganizationService for OrganizationsApi {
         let m = store::put_member(pool, org, user, role)
             .await
             .map_err(ApiError::from)?;
+        // This replica reads its own write at once; the others on the notification.
+        self.state.membership.invalidate(org, user);
         Ok(Response::new(member(m)))
     }
 
@@ -249,6 +258,7 @@ impl OrganizationService for OrganizationsApi {
         let removed = store::remove_member(pool, org, user)
             .await
             .map_err(ApiError::from)?;
+        self.state.membership.invalidate(org, user);
         Ok(Response::new(proto::RemoveMemberResponse { removed }))
     }
 

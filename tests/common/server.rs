@@ -191,3 +191,69 @@ pub fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) ->
         Err(s) => s.code(),
     }
 }
+
+/// A second replica of the service over the same database.
+pub struct Replica {
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Another server process-equivalent on this server's database.
+    pub async fn replica(&self) -> Replica {
+        let config = Config::for_tests(self.db.url.clone(), SECRET);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(affinity::server::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let mut health = HealthClient::new(channel.clone());
+        for _ in 0..600 {
+            if let Ok(r) = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                if r.into_inner().status == ServingStatus::Serving as i32 {
+                    return Replica {
+                        channel,
+                        stop: Some(stop),
+                        handle: Some(handle),
+                    };
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the replica did not become SERVING");
+    }
+}
+
+impl Replica {
+    pub fn orgs(&self) -> proto::organization_service_client::OrganizationServiceClient<Channel> {
+        proto::organization_service_client::OrganizationServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

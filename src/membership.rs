@@ -1,0 +1,187 @@
+//! A per-replica cache of membership roles, the answer to almost every
+//! authorization and permission check.
+//!
+//! Entries are dropped when PostgreSQL announces a change to that membership
+//! (the `organization_members_notify` trigger sends '<org>:<user>' on the
+//! `affinity_membership` channel at commit, whichever replica or tool wrote
+//! it), so a revocation reaches every replica within milliseconds. The cache
+//! is used only while this replica is listening: before the first LISTEN
+//! and while the connection is re-established, every lookup goes to the
+//! database, and the cache is emptied (notifications may have been missed).
+//! A time-to-live bounds staleness should anything else go wrong.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::store::organizations::{self as store, OrgRole};
+
+pub const CHANNEL: &str = "affinity_membership";
+const MAX_ENTRIES: u64 = 200_000;
+const TIME_TO_LIVE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct MembershipCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// (organization, user) -> role; None: not a member (cached too, so
+    /// that repeated denials cost no query either).
+    roles: Cache<(Uuid, Uuid), Option<OrgRole>>,
+    /// Bumped by every invalidation: a lookup that raced one is not cached.
+    epoch: AtomicU64,
+    /// Whether change notifications are being received right now.
+    listening: AtomicBool,
+}
+
+impl Default for MembershipCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MembershipCache {
+    pub fn new() -> Self {
+        MembershipCache {
+            inner: Arc::new(Inner {
+                roles: Cache::builder()
+                    .max_capacity(MAX_ENTRIES)
+                    .time_to_live(TIME_TO_LIVE)
+                    .build(),
+                epoch: AtomicU64::new(0),
+                listening: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The role of `user` in `org`, from the cache or the database.
+    pub async fn role(
+        &self,
+        pool: &PgPool,
+        org: Uuid,
+        user: Uuid,
+    ) -> sqlx::Result<Option<OrgRole>> {
+        if let Some(role) = self.inner.roles.get(&(org, user)) {
+            return Ok(role);
+        }
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let role = store::member_role(pool, org, user).await?;
+        self.remember(epoch, org, user, role);
+        Ok(role)
+    }
+
+    /// Roles of many (user, org) pairs, in order: cached ones from memory,
+    /// the rest in one query.
+    pub async fn roles(
+        &self,
+        pool: &PgPool,
+        pairs: &[(Uuid, Uuid)],
+    ) -> sqlx::Result<Vec<Option<OrgRole>>> {
+        let mut out: Vec<Option<Option<OrgRole>>> = pairs
+            .iter()
+            .map(|(user, org)| self.inner.roles.get(&(*org, *user)))
+            .collect();
+        let missing: Vec<(Uuid, Uuid)> = pairs
+            .iter()
+            .zip(&out)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(p, _)| *p)
+            .collect();
+        if !missing.is_empty() {
+            let epoch = self.inner.epoch.load(Ordering::Acquire);
+            let fetched = store::member_roles(pool, &missing).await?;
+            let mut fetched = missing.iter().zip(fetched);
+            for slot in out.iter_mut().filter(|s| s.is_none()) {
+                if let Some((&(user, org), role)) = fetched.next() {
+                    self.remember(epoch, org, user, role);
+                    *slot = Some(role);
+                }
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    fn remember(&self, epoch: u64, org: Uuid, user: Uuid, role: Option<OrgRole>) {
+        // An invalidation since the read began may concern this very entry.
+        if self.inner.epoch.load(Ordering::Acquire) == epoch && self.is_listening() {
+            self.inner.roles.insert((org, user), role);
+        }
+    }
+
+    /// Drops one membership (after a change this replica committed).
+    pub fn invalidate(&self, org: Uuid, user: Uuid) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.roles.invalidate(&(org, user));
+    }
+
+    /// Drops everything (notifications may have been missed).
+    pub fn clear(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.roles.invalidate_all();
+    }
+
+    /// Follows the change notifications until the task is aborted; `ready`
+    /// is told once the first LISTEN is in place.
+    pub async fn listen(self, pool: PgPool, ready: tokio::sync::oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.listen_once(&pool, &mut ready).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "membership notifications interrupted; permission cache off until they resume");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            self.stop_listening();
+        }
+    }
+
+    fn stop_listening(&self) {
+        self.inner.listening.store(false, Ordering::Release);
+        self.clear();
+    }
+
+    /// One listening connection: returns when it is lost.
+    async fn listen_once(
+        &self,
+        pool: &PgPool,
+        ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> sqlx::Result<()> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        // Nothing cached before this point can be trusted.
+        self.clear();
+        self.inner.listening.store(true, Ordering::Release);
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(());
+        }
+        loop {
+            // None: the connection was lost (sqlx reconnects on the next
+            // call, but what was sent meanwhile is gone).
+            let Some(n) = listener.try_recv().await? else {
+                return Ok(());
+            };
+            match parse(n.payload()) {
+                Some((org, user)) => self.invalidate(org, user),
+                None => self.clear(),
+            }
+        }
+    }
+}
+
+fn parse(payload: &str) -> Option<(Uuid, Uuid)> {
+    let (org, user) = payload.split_once(':')?;
+    Some((Uuid::parse_str(org).ok()?, Uuid::parse_str(user).ok()?))
+}

@@ -1,0 +1,170 @@
+//! The permission cache: every replica caches membership roles, and a
+//! membership change reaches every replica within a second.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use affinity::proto::{self, Role};
+use common::server::{authed, code, service_token, user_token, Replica, TestServer};
+use tonic::Code;
+use uuid::Uuid;
+
+async fn allowed(r: &Replica, user: Uuid, org: Uuid) -> bool {
+    r.orgs()
+        .user_has_org_permission(authed(
+            proto::UserHasOrgPermissionRequest {
+                user_id: user.to_string(),
+                organization_id: org.to_string(),
+                required_role: Role::Viewer as i32,
+            },
+            &service_token(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .allowed
+}
+
+/// How long until the replica answers `want`, polling every 20 ms, at most 5 s.
+async fn time_until(r: &Replica, user: Uuid, org: Uuid, want: bool) -> Duration {
+    let start = Instant::now();
+    while allowed(r, user, org).await != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the replica never saw the change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_membership_change_reaches_every_replica_within_a_second() {
+    let s = TestServer::start().await;
+    let other = s.replica().await;
+    let a = s.new_tenant().await;
+    let viewer = Uuid::new_v4();
+    s.add_member(a.org, viewer, Role::Viewer).await;
+    // Let that change's own announcement reach the other replica (it would
+    // evict whatever is warmed before it arrives), then warm its cache.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(allowed(&other, viewer, a.org).await);
+
+    // The answer really comes from the cache: a change the database does
+    // not announce stays invisible to the replica.
+    sqlx::query("ALTER TABLE organization_members DISABLE TRIGGER organization_members_notify")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE organization_members SET role = 'viewer' WHERE organization_id = $1 AND user_id = $2")
+        .bind(a.org)
+        .bind(viewer)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+        .bind(a.org)
+        .bind(viewer)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        allowed(&other, viewer, a.org).await,
+        "served from the cache"
+    );
+    sqlx::query("INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'viewer')")
+        .bind(a.org)
+        .bind(viewer)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE organization_members ENABLE TRIGGER organization_members_notify")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+
+    // A revocation through one replica reaches the other within a second.
+    let removed = s
+        .orgs()
+        .remove_member(authed(
+            proto::RemoveMemberRequest {
+                organization_id: a.org.to_string(),
+                user_id: viewer.to_string(),
+            },
+            &a.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(removed.removed);
+    let took = time_until(&other, viewer, a.org, false).await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    // And the revoked user is refused there, through authorization too.
+    let r = other
+        .orgs()
+        .list_members(authed(
+            proto::ListMembersRequest {
+                organization_id: a.org.to_string(),
+            },
+            &user_token(viewer),
+        ))
+        .await;
+    assert_eq!(code(r), Code::PermissionDenied);
+
+    // A change made directly in the database (another tool) reaches it too,
+    // including over a cached "not a member".
+    sqlx::query("INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'editor')")
+        .bind(a.org)
+        .bind(viewer)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let took = time_until(&other, viewer, a.org, true).await;
+    assert!(took < Duration::from_secs(1), "grant took {took:?}");
+    other.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_reads_its_own_membership_writes_at_once() {
+    let s = TestServer::start().await;
+    let a = s.new_tenant().await;
+    let user = Uuid::new_v4();
+    let mut orgs = s.orgs();
+    let check = || proto::UserHasOrgPermissionRequest {
+        user_id: user.to_string(),
+        organization_id: a.org.to_string(),
+        required_role: Role::Editor as i32,
+    };
+    assert!(
+        !orgs
+            .user_has_org_permission(authed(check(), &service_token()))
+            .await
+            .unwrap()
+            .into_inner()
+            .allowed
+    );
+    for (role, allowed) in [
+        (Role::Editor, true),
+        (Role::Viewer, false),
+        (Role::Admin, true),
+    ] {
+        orgs.put_member(authed(
+            proto::PutMemberRequest {
+                organization_id: a.org.to_string(),
+                user_id: user.to_string(),
+                role: role as i32,
+            },
+            &a.token,
+        ))
+        .await
+        .unwrap();
+        // No waiting: the writing replica dropped its entry on commit.
+        let r = orgs
+            .user_has_org_permission(authed(check(), &service_token()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.allowed, allowed, "after {role:?}");
+    }
+}
