@@ -1,0 +1,240 @@
+//! The environment under test: a durable private PostgreSQL, the database,
+//! the real `affinity` binary serving it as a child process (so that its
+//! resident memory is its own), clients and tokens.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use affinity::db::cluster::{ClusterOptions, PgCluster};
+use anyhow::{bail, Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use uuid::Uuid;
+
+use crate::world::Size;
+
+pub const DATABASE: &str = "bench";
+/// The service's own default (AFFINITY_DB_MAX_CONNECTIONS): the baseline pool
+/// gets the same connection budget, so a ratio compares code, not pools.
+pub const POOL_SIZE: u32 = 16;
+/// HTTP/2 connections the clients share, round-robin by task.
+pub const CHANNELS: usize = 4;
+const SECRET: &str = "benchmark-secret-of-at-least-thirty-two-bytes";
+
+/// Durable settings (fsync and synchronous_commit stay on: the targets speak
+/// of committed writes), with memory for the data set and no checkpoints in
+/// the middle of a bulk load.
+pub fn cluster_options(size: Size) -> ClusterOptions {
+    let shared_buffers = match size {
+        Size::Small => "256MB",
+        Size::Full => "2GB",
+    };
+    let settings = [
+        ("shared_buffers", shared_buffers),
+        ("effective_cache_size", "8GB"),
+        ("maintenance_work_mem", "1GB"),
+        ("max_wal_size", "16GB"),
+        ("checkpoint_timeout", "30min"),
+        ("max_connections", "200"),
+    ];
+    ClusterOptions {
+        ephemeral: false,
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Starts (creating it on first use) the cluster in `dir/pg`.
+pub fn start_cluster(dir: &Path, size: Size) -> Result<PgCluster> {
+    PgCluster::start(&dir.join("pg"), &cluster_options(size))
+        .with_context(|| format!("starting PostgreSQL in {}", dir.join("pg").display()))
+}
+
+pub async fn connect(url: &str, max: u32) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)?
+        .application_name("affinity-bench")
+        .log_statements(tracing::log::LevelFilter::Off)
+        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(60));
+    PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(max.min(POOL_SIZE))
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(options)
+        .await
+        .context("connecting to the benchmark database")
+}
+
+/// Creates the database unless it exists. `fresh`: drop it first.
+pub async fn create_database(cluster: &PgCluster, fresh: bool) -> Result<()> {
+    let admin = connect(&cluster.url("postgres"), 1).await?;
+    if fresh {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .context("dropping a partially loaded database")?;
+    }
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(DATABASE)
+            .fetch_one(&admin)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+            .execute(&admin)
+            .await
+            .context("creating the benchmark database")?;
+    }
+    admin.close().await;
+    Ok(())
+}
+
+/// The service: `affinity serve` (the release binary cargo built with this
+/// benchmark) over the benchmark database, on a free local port.
+pub struct Service {
+    child: tokio::process::Child,
+    pub pid: u32,
+    pub channels: Vec<Channel>,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub async fn start(url: &str, dir: &Path) -> Result<Service> {
+        // A free port: bind, read, release (the service binds it a moment later).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = dir.join("service.log");
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_affinity"))
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("AFFINITY_JWT_SECRET", SECRET)
+            .env("AFFINITY_LISTEN_ADDR", &addr)
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the affinity binary")?;
+        let pid = child.id().context("the service exited at once")?;
+        let mut channels = Vec::new();
+        for _ in 0..CHANNELS {
+            channels.push(Channel::from_shared(format!("http://{addr}"))?.connect_lazy());
+        }
+        let mut service = Service {
+            child,
+            pid,
+            channels,
+            log,
+        };
+        service.wait_serving().await?;
+        Ok(service)
+    }
+
+    async fn wait_serving(&mut self) -> Result<()> {
+        let mut health = HealthClient::new(self.channels[0].clone());
+        for _ in 0..1200 {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the service exited ({status}) before SERVING; see {}",
+                    self.log.display()
+                );
+            }
+            let r = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if r.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "the service was not SERVING after 2 minutes; see {}",
+            self.log.display()
+        )
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    pub async fn stop(mut self) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => self.child.kill().await?,
+        }
+        Ok(())
+    }
+}
+
+/// `authorization: Bearer <JWT>` for a user or for service_role.
+pub fn bearer(user: Uuid, service_role: bool) -> Result<MetadataValue<Ascii>> {
+    let role = if service_role {
+        "service_role"
+    } else {
+        "authenticated"
+    };
+    // A day: a full run (load included) must not outlive its tokens.
+    let token = affinity::auth::mint(SECRET.as_bytes(), user, role, 86_400)?;
+    Ok(format!("Bearer {token}").parse()?)
+}
+
+/// A request with its token.
+pub fn request<T>(msg: T, auth: &MetadataValue<Ascii>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", auth.clone());
+    r
+}
+
+/// Resident memory of a process, from /proc/<pid>/status: (VmRSS, VmHWM) in bytes.
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| v * 1024)
+    };
+    Some((kb("VmRSS:")?, kb("VmHWM:")?))
+}
+
+/// Samples a process's VmRSS every 100 ms; `take_peak` returns and resets
+/// the highest value seen since the last call.
+#[derive(Clone)]
+pub struct RssSampler {
+    peak: Arc<AtomicU64>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let peak = Arc::new(AtomicU64::new(0));
+        let p = peak.clone();
+        tokio::spawn(async move {
+            while let Some((rss, _)) = memory(pid) {
+                p.fetch_max(rss, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        RssSampler { peak }
+    }
+
+    pub fn take_peak(&self) -> u64 {
+        self.peak.swap(0, Ordering::Relaxed)
+    }
+}
