@@ -41,24 +41,14 @@ impl TestServer {
     pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::for_tests(db.url.clone(), SECRET);
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(affinity::server::run(config, listener, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect_lazy();
-        let server = TestServer {
-            addr,
-            channel,
-            stop: Some(stop),
-            handle: Some(handle),
+        let running = Running::spawn(config).await;
+        TestServer {
+            addr: running.addr,
+            channel: running.channel,
+            stop: running.stop,
+            handle: running.handle,
             db,
-        };
-        server.wait_serving().await;
-        server
+        }
     }
 
     pub async fn health(&self, service: &str) -> Option<ServingStatus> {
@@ -70,16 +60,6 @@ impl TestServer {
             .await
             .ok()?;
         ServingStatus::try_from(r.into_inner().status).ok()
-    }
-
-    async fn wait_serving(&self) {
-        for _ in 0..600 {
-            if self.health("").await == Some(ServingStatus::Serving) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("the server did not become SERVING within 60 s");
     }
 
     /// SIGTERM-equivalent: stop and wait for a clean exit.
@@ -202,7 +182,25 @@ pub struct Replica {
 impl TestServer {
     /// Another server process-equivalent on this server's database.
     pub async fn replica(&self) -> Replica {
-        let config = Config::for_tests(self.db.url.clone(), SECRET);
+        let running = Running::spawn(Config::for_tests(self.db.url.clone(), SECRET)).await;
+        Replica {
+            channel: running.channel,
+            stop: running.stop,
+            handle: running.handle,
+        }
+    }
+}
+
+/// `server::run` on 127.0.0.1:0 in a task, waited for until health says SERVING.
+struct Running {
+    addr: SocketAddr,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    async fn spawn(config: Config) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -221,7 +219,8 @@ impl TestServer {
                 .await
             {
                 if r.into_inner().status == ServingStatus::Serving as i32 {
-                    return Replica {
+                    return Running {
+                        addr,
                         channel,
                         stop: Some(stop),
                         handle: Some(handle),
@@ -230,7 +229,7 @@ impl TestServer {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("the replica did not become SERVING");
+        panic!("the server did not become SERVING within 60 s");
     }
 }
 
