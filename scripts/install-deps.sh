@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what affinity needs on a Debian 12 (bookworm) machine, and skips
-# whatever is already there: PostgreSQL 15 (server + server-dev headers) and
-# pgvector 0.8.0 built from Debian's source package. Idempotent.
+# whatever is already there: PostgreSQL 15 (server + server-dev headers),
+# pgvector 0.8.0 built from Debian's source package, cargo-nextest, and the
+# example clients' packages (examples/bff-node: `npm ci`;
+# examples/agent-python: a venv with requirements.txt, then the proto's
+# Python code generated into it). Idempotent.
 #
 # protoc is not needed: build.rs compiles the protos with protox (pure Rust).
 set -euo pipefail
@@ -96,4 +99,60 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+
+# ------------------------------------------------------- example clients
+# Each is reinstalled only when what it was installed from changed: a stamp
+# inside the installed directory records a hash of its inputs.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+inputs_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# Node BFF: node + npm (Debian's, when missing), then `npm ci`.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm"
+  apt_install nodejs npm
+fi
+bff="$ROOT/examples/bff-node"
+bff_stamp="$bff/node_modules/.affinity-install-stamp"
+bff_want="$(node --version) $(inputs_hash "$bff/package.json" "$bff/package-lock.json")"
+if [ "$(cat "$bff_stamp" 2>/dev/null)" = "$bff_want" ]; then
+  log "examples/bff-node packages: present"
+else
+  log "examples/bff-node: npm ci"
+  (cd "$bff" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  printf '%s\n' "$bff_want" > "$bff_stamp"
+fi
+
+# Python agent: a venv with requirements.txt (rebuilt from scratch when they
+# change), then generate.py, rerun when the proto files change. Debian's
+# python3 needs python3-venv for `python3 -m venv` (ensurepip).
+if ! command -v python3 >/dev/null 2>&1; then
+  log "installing python3"
+  apt_install python3 python3-venv
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  log "installing python3-venv"
+  apt_install python3-venv
+fi
+agent="$ROOT/examples/agent-python"
+venv_stamp="$agent/.venv/.affinity-install-stamp"
+venv_want="$(python3 --version 2>&1) $(inputs_hash "$agent/requirements.txt")"
+if [ "$(cat "$venv_stamp" 2>/dev/null)" = "$venv_want" ] && "$agent/.venv/bin/python" -c '' 2>/dev/null; then
+  log "examples/agent-python venv: present"
+else
+  log "examples/agent-python: python3 -m venv .venv; pip install -r requirements.txt"
+  rm -rf "$agent/.venv"
+  python3 -m venv "$agent/.venv"
+  "$agent/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$agent/requirements.txt"
+  printf '%s\n' "$venv_want" > "$venv_stamp"
+fi
+mapfile -t protos < <(find "$ROOT/proto" -name '*.proto' | LC_ALL=C sort)
+gen_stamp="$agent/generated/.affinity-generate-stamp"
+gen_want="$venv_want $(inputs_hash "$agent/generate.py" "${protos[@]}")"
+if [ "$(cat "$gen_stamp" 2>/dev/null)" = "$gen_want" ]; then
+  log "examples/agent-python generated code: up to date"
+else
+  "$agent/.venv/bin/python" "$agent/generate.py"
+  printf '%s\n' "$gen_want" > "$gen_stamp"
+fi
+
 log "all dependencies present"
