@@ -177,6 +177,7 @@ async fn main() -> Result<()> {
 
     let service = env::Service::start(&url, &dir).await?;
     let sampler = env::RssSampler::start(service.pid);
+    let _ = drive::SERVICE_PID.set(service.pid);
     let measure = Duration::from_secs_f64(args.duration.unwrap_or(match args.size {
         Size::Small => 2.0,
         Size::Full => 8.0,
@@ -294,7 +295,7 @@ fn git_version() -> String {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
     };
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown commit".into();

@@ -92,6 +92,18 @@ pub struct Config {
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "AFFINITY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Time zones (IANA names, comma-separated) whose local days get metric
+    /// rollups: day, week and month aggregations in them read one row per
+    /// day. Other zones read hourly rollups. Added at start (building a new
+    /// zone's rollups blocks metric writes meanwhile); never removed.
+    #[arg(
+        long,
+        env = "AFFINITY_METRIC_ROLLUP_ZONES",
+        value_delimiter = ',',
+        default_value = "UTC"
+    )]
+    pub metric_rollup_zones: Vec<String>,
 }
 
 impl Config {
@@ -109,6 +121,7 @@ impl Config {
             metrics_retention_days: 365,
             db_max_connections: 8,
             shutdown_grace_secs: 10,
+            metric_rollup_zones: vec!["UTC".to_string()],
         }
     }
 

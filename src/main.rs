@@ -1,4 +1,5 @@
 //! The `affinity` binary: `serve` (the default), `token`, `migrate`.
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use affinity::config::{Cli, Command, Config, LogFormat, TokenRole};
@@ -9,8 +10,10 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // Colours only for a person at a terminal, not in files or collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
@@ -164,6 +165,7 @@ pub async fn run(
             .run(&pool)
             .await
             .context("migrating the database")?;
+        add_rollup_zones(&pool, &config.metric_rollup_zones).await?;
         state.set_ready(pool.clone()).await?;
         anyhow::Ok(pool)
     };
@@ -296,6 +298,25 @@ async fn set_status(health: &mut HealthReporter, status: ServingStatus) {
     }
 }
 
+/// Makes sure each configured zone has daily metric rollups (a new zone's
+/// are built from every point, which takes a while on a large table).
+async fn add_rollup_zones(pool: &PgPool, zones: &[String]) -> anyhow::Result<()> {
+    for zone in zones.iter().map(|z| z.trim()).filter(|z| !z.is_empty()) {
+        let started = std::time::Instant::now();
+        let added = crate::store::metrics::add_rollup_zone(pool, zone)
+            .await
+            .with_context(|| format!("adding metric rollups for the time zone {zone:?}"))?;
+        if added {
+            tracing::info!(
+                zone,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "built daily metric rollups for a new time zone"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `affinity migrate`: connect, apply the bundled migrations, exit.
 pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     let mut embedded_db = None;
@@ -309,7 +330,10 @@ pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
         }
     };
     let pool = connect_with_retry(&url, 2).await?;
-    let result = MIGRATOR.run(&pool).await.context("migrating the database");
+    let result = match MIGRATOR.run(&pool).await.context("migrating the database") {
+        Ok(()) => add_rollup_zones(&pool, &config.metric_rollup_zones).await,
+        Err(e) => Err(e),
+    };
     pool.close().await;
     if let Some(db) = embedded_db {
         db.stop().await?;

@@ -2,7 +2,7 @@
 //! time after a warm-up; throughput and latency percentiles come out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -37,6 +37,9 @@ pub struct Stats {
     pub p99: Duration,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// CPU time (user + system) the service process spent per call, warm-up
+    /// included: what the service itself costs, whatever the machine's noise.
+    pub service_cpu: Option<Duration>,
 }
 
 impl Stats {
@@ -69,6 +72,7 @@ struct TaskResult {
 /// first error kept) rather than ending the run: a long run should report
 /// what it measured, errors included.
 pub async fn drive(op: &Op, concurrency: usize, timing: Timing) -> Stats {
+    let cpu_before = SERVICE_PID.get().and_then(|&pid| cpu_time(pid));
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let warm_end = start + timing.warmup;
@@ -133,12 +137,33 @@ pub async fn drive(op: &Op, concurrency: usize, timing: Timing) -> Stats {
             last_end = last_end.max(e);
         }
     }
+    let calls = counter.load(Ordering::Relaxed);
+    let cpu_after = SERVICE_PID.get().and_then(|&pid| cpu_time(pid));
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        stats.service_cpu = (calls > 0).then(|| b.saturating_sub(a) / calls as u32);
+    }
     latencies.sort_unstable();
     stats.ops = latencies.len() as u64;
     stats.secs = (last_end - warm_end).as_secs_f64();
     stats.p50 = percentile(&latencies, 0.50);
     stats.p99 = percentile(&latencies, 0.99);
     stats
+}
+
+/// The service's process id, once it runs: [`drive`] charges its CPU time to calls.
+pub static SERVICE_PID: OnceLock<u32> = OnceLock::new();
+
+/// User + system CPU time of a process, from /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3:
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -175,6 +200,16 @@ pub async fn compare(
     concurrency: &[usize],
     timing: Timing,
 ) -> Vec<Row> {
+    // Both sides once before the first cell, so that the first one measured
+    // (always the RPC) does not pay alone for cold caches.
+    let warm = Timing {
+        warmup: timing.warmup,
+        measure: Duration::ZERO,
+    };
+    drive(rpc, 4, warm).await;
+    if let Some(sql) = sql {
+        drive(sql, 4, warm).await;
+    }
     let mut rows = Vec::new();
     for &c in concurrency {
         let r = drive(rpc, c, timing).await;

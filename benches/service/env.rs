@@ -98,6 +98,10 @@ pub async fn create_database(cluster: &PgCluster, fresh: bool) -> Result<()> {
     Ok(())
 }
 
+/// The time zones the service keeps daily metric rollups for: UTC and the
+/// zone of the metrics scenarios (an operator lists their users' zones).
+pub const ROLLUP_ZONES: &str = "UTC,Europe/Berlin";
+
 /// The service: `affinity serve` (the release binary cargo built with this
 /// benchmark) over the benchmark database, on a free local port.
 pub struct Service {
@@ -122,6 +126,7 @@ impl Service {
             .env("DATABASE_URL", url)
             .env("AFFINITY_JWT_SECRET", SECRET)
             .env("AFFINITY_LISTEN_ADDR", &addr)
+            .env("AFFINITY_METRIC_ROLLUP_ZONES", ROLLUP_ZONES)
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true)
@@ -144,7 +149,8 @@ impl Service {
 
     async fn wait_serving(&mut self) -> Result<()> {
         let mut health = HealthClient::new(self.channels[0].clone());
-        for _ in 0..1200 {
+        // Long enough for a new migration or rollup zone over the full load.
+        for _ in 0..18_000 {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "the service exited ({status}) before SERVING; see {}",
@@ -162,7 +168,7 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!(
-            "the service was not SERVING after 2 minutes; see {}",
+            "the service was not SERVING after 30 minutes; see {}",
             self.log.display()
         )
     }

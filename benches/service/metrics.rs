@@ -27,7 +27,10 @@ pub struct Raw {
     pub points: u64,
     /// The RPC's answer equals the raw aggregation's.
     pub equal: Result<(), String>,
+    /// At concurrency 1: the RPC, the schema function called directly, and
+    /// the raw aggregation.
     pub rpc: drive::Stats,
+    pub sql: drive::Stats,
     pub raw: drive::Stats,
 }
 
@@ -130,9 +133,16 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
             // The raw aggregation, once per scenario at concurrency 1, next
             // to the RPC's latency at concurrency 1.
             let raw = drive::drive(&sql_op(&ctx.pool, &queries, RAW_SQL), 1, ctx.timing).await;
-            let rpc_1 = match rows.iter().find(|r| r.concurrency == 1) {
-                Some(r) => r.rpc.clone(),
-                None => drive::drive(&rpc, 1, ctx.timing).await,
+            let (rpc_1, sql_1) = match rows.iter().find(|r| r.concurrency == 1) {
+                Some(Row {
+                    rpc: r,
+                    sql: Some(s),
+                    ..
+                }) => (r.clone(), s.clone()),
+                _ => (
+                    drive::drive(&rpc, 1, ctx.timing).await,
+                    drive::drive(&sql, 1, ctx.timing).await,
+                ),
             };
             let (buckets, points, equal) = check_equal(ctx, &queries[0]).await?;
             eprintln!(
@@ -146,6 +156,7 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
                 points,
                 equal,
                 rpc: rpc_1,
+                sql: sql_1,
                 raw,
             });
             out.rows.extend(rows);

@@ -72,11 +72,13 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         w,
         "- Service: the release `affinity` binary as a child process (`affinity serve`, \
-         {} connections to the database, log filter {}); clients share {} HTTP/2 channels. \
+         {} connections to the database, log filter {}, daily metric rollups for {}); \
+         clients share {} HTTP/2 channels. \
          Similarity and metrics calls use the token of a member of the organization \
          (a user, as the BFF forwards it); permission and AI context calls a service_role token.",
         crate::env::POOL_SIZE,
         r.service_log,
+        crate::env::ROLLUP_ZONES,
         crate::env::CHANNELS
     );
     let _ = writeln!(
@@ -87,7 +89,10 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(
         w,
         "- Each cell: {:.1} s of warm-up, then {:.1} s measured, at concurrency {} (tokio tasks \
-         calling in a loop); p50/p99 are per call. Ratio = RPC throughput / SQL throughput.",
+         calling in a loop); p50/p99 are per call. Ratio = RPC throughput / SQL throughput. \
+         Service CPU: the service process's user + system time per call (/proc/<pid>/stat), \
+         the part of a call's cost that is the service's own; the load generator's gRPC \
+         client shares the same CPUs.",
         r.timing.warmup.as_secs_f64(),
         r.timing.measure.as_secs_f64(),
         r.concurrency
@@ -365,11 +370,11 @@ fn cell(s: &Stats) -> String {
 fn rows_table(w: &mut String, rows: &[Row]) {
     let _ = writeln!(
         w,
-        "| scenario | conc. | RPC calls/s | RPC p50 ms | RPC p99 ms | SQL calls/s | SQL p50 ms | SQL p99 ms | RPC/SQL |"
+        "| scenario | conc. | RPC calls/s | RPC p50 ms | RPC p99 ms | service CPU µs/call | SQL calls/s | SQL p50 ms | SQL p99 ms | RPC/SQL |"
     );
     let _ = writeln!(
         w,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in rows {
         let (sq, s50, s99) = r
@@ -384,12 +389,15 @@ fn rows_table(w: &mut String, rows: &[Row]) {
             });
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {:.2} | {:.2} | {sq} | {s50} | {s99} | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {} | {sq} | {s50} | {s99} | {} |",
             r.scenario,
             r.concurrency,
             cell(&r.rpc),
             ms(r.rpc.p50),
             ms(r.rpc.p99),
+            r.rpc
+                .service_cpu
+                .map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6)),
             r.ratio().map_or("-".into(), |x| format!("{x:.2}"))
         );
     }
@@ -474,20 +482,22 @@ fn metrics_section(w: &mut String, m: &metrics::Results) {
     let _ = writeln!(
         w,
         "Against aggregating the raw points (a plain GROUP BY over `time_series_metrics`), \
-         concurrency 1:\n"
+         concurrency 1; `function` is `get_metrics_aggregated` called directly. The target \
+         is judged on the RPC:\n"
     );
     let _ = writeln!(
         w,
-        "| scenario | buckets | points | RPC p50 ms | raw GROUP BY p50 ms | speedup | equal results |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| scenario | buckets | points | RPC p50 ms | function p50 ms | raw GROUP BY p50 ms | speedup (raw/RPC) | equal results |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for x in &m.raw {
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2}x | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2}x | {} |",
             x.scenario,
             x.buckets,
             x.points,
             ms(x.rpc.p50),
+            ms(x.sql.p50),
             ms(x.raw.p50),
             ms(x.raw.p50) / ms(x.rpc.p50).max(1e-9),
             match &x.equal {

@@ -238,10 +238,11 @@ pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<Sc
     let mut tx = pool.begin().await?;
     // Filtered HNSW scans go on until enough rows pass the filters, in exact
     // distance order; the candidate list is at least as long as the result.
-    let ef_search = q.limit.clamp(40, 1000).to_string();
-    let (_, _, expr): (String, String, Option<String>) = sqlx::query_as(
+    let ef_search = super::ef_search(q.limit).to_string();
+    let (_, _, _, expr): (String, String, String, Option<String>) = sqlx::query_as(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
                 set_config('hnsw.ef_search', $2, true),
+                set_config('plan_cache_mode', 'force_custom_plan', true),
                 embedding_index_expression($1)",
     )
     .bind(dim)

@@ -108,6 +108,15 @@ pub async fn ensure_partitions(
     Ok(true)
 }
 
+/// Keeps daily rollups for `zone` (schema's `add_metric_rollup_zone`);
+/// false when it had them already.
+pub async fn add_rollup_zone(pool: &PgPool, zone: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT add_metric_rollup_zone($1)")
+        .bind(zone)
+        .fetch_one(pool)
+        .await
+}
+
 /// One bucket of `get_metrics_aggregated`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Bucket {

@@ -192,8 +192,10 @@ const MAX_FETCH: i64 = 16_000;
 /// when `q.model` is None) appears once, with its best similarity.
 ///
 /// Runs in a transaction with `hnsw.iterative_scan = strict_order` (so the
-/// organization, model and type filters cannot starve the HNSW scan) and
-/// `hnsw.ef_search` of at least `max_results`.
+/// organization, model and type filters cannot starve the HNSW scan),
+/// `hnsw.ef_search` from [`super::ef_search`], and custom plans only (a
+/// generic plan cannot see how many rows the organization holds, which
+/// decides between the HNSW index and an exact scan).
 pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>> {
     let k = q.max_results.max(1);
     let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some());
@@ -201,9 +203,10 @@ pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>
     let mut tx = pool.begin().await?;
     sqlx::query(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', $1, true)",
+                set_config('hnsw.ef_search', $1, true),
+                set_config('plan_cache_mode', 'force_custom_plan', true)",
     )
-    .bind(k.clamp(40, 1000).to_string())
+    .bind(super::ef_search(k).to_string())
     .execute(&mut *tx)
     .await?;
 
