@@ -40,8 +40,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything `affinity serve` needs.
-#[derive(Debug, Clone, Args)]
+/// Everything `affinity serve` needs. Its `Debug` leaves the secrets out.
+#[derive(Clone, Args)]
 pub struct Config {
     /// PostgreSQL URL. Unset: the embedded PostgreSQL in the data directory,
     /// started and stopped by the service.
@@ -104,6 +104,91 @@ pub struct Config {
         default_value = "UTC"
     )]
     pub metric_rollup_zones: Vec<String>,
+
+    /// TLS certificate chain (PEM) of the gRPC server; with --tls-key, the
+    /// service speaks only TLS. Without them it serves plaintext on a
+    /// loopback address only, unless --plaintext.
+    #[arg(long, env = "AFFINITY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "AFFINITY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) for mutual TLS: clients must present a
+    /// certificate signed by one of them. Needs --tls-cert and --tls-key.
+    #[arg(long, env = "AFFINITY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve plaintext gRPC on a non-loopback address (behind a
+    /// TLS-terminating proxy, or in a private network). Not with --tls-cert.
+    #[arg(
+        long,
+        env = "AFFINITY_PLAINTEXT",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub plaintext: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("listen_addr", &self.listen_addr)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log_format", &self.log_format)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("max_metadata_bytes", &self.max_metadata_bytes)
+            .field("metrics_retention_days", &self.metrics_retention_days)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("metric_rollup_zones", &self.metric_rollup_zones)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_client_ca", &self.tls_client_ca)
+            .field("plaintext", &self.plaintext)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with the password (userinfo after `:`, or a `password=` query
+/// parameter) replaced by `<redacted>`, for logs and diagnostics.
+pub fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_string();
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_start + i);
+    if let Some(at) = url[authority_start..authority_end].rfind('@') {
+        let userinfo = &url[authority_start..authority_start + at];
+        if let Some(colon) = userinfo.find(':') {
+            out = format!(
+                "{}<redacted>{}",
+                &url[..authority_start + colon + 1],
+                &url[authority_start + at..]
+            );
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
+    }
+    out
 }
 
 impl Config {
@@ -122,6 +207,10 @@ impl Config {
             db_max_connections: 8,
             shutdown_grace_secs: 10,
             metric_rollup_zones: vec!["UTC".to_string()],
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            plaintext: false,
         }
     }
 
@@ -153,7 +242,8 @@ pub enum TokenRole {
     ServiceRole,
 }
 
-#[derive(Debug, Clone, Args)]
+/// Its `Debug` leaves the secret out.
+#[derive(Clone, Args)]
 pub struct TokenArgs {
     /// The user's UUID (the token's `sub`).
     #[arg(long)]
@@ -170,4 +260,54 @@ pub struct TokenArgs {
     /// Data directory holding the generated secret.
     #[arg(long, env = "AFFINITY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("user", &self.user)
+            .field("role", &self.role)
+            .field("ttl", &self.ttl)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacting_a_url_hides_the_password_and_keeps_the_rest() {
+        for (url, want) in [
+            (
+                "postgres://app:s3cr%40t@db.example:5432/affinity?sslmode=require",
+                "postgres://app:<redacted>@db.example:5432/affinity?sslmode=require",
+            ),
+            (
+                "postgres://app@db/x?password=hunter2&sslmode=disable",
+                "postgres://app@db/x?password=<redacted>&sslmode=disable",
+            ),
+            ("postgres://app@db/x", "postgres://app@db/x"),
+            ("postgres://db/x?host=/tmp", "postgres://db/x?host=/tmp"),
+        ] {
+            assert_eq!(redact_url_password(url), want);
+        }
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_no_secret() {
+        let mut config = Config::for_tests(
+            "postgres://app:db-password-42@db/x".into(),
+            "jwt-secret-of-the-debug-test",
+        );
+        config.plaintext = true;
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("db-password-42"), "{shown}");
+        assert!(!shown.contains("jwt-secret-of-the-debug-test"), "{shown}");
+    }
 }

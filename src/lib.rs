@@ -11,6 +11,7 @@ pub mod legacy;
 pub mod membership;
 pub mod server;
 pub mod store;
+pub mod transport;
 
 /// Generated protobuf and gRPC code of `proto/affinity/v1/affinity.proto`.
 pub mod proto {

@@ -38,6 +38,7 @@ use crate::proto::{
     organization_service_server::OrganizationServiceServer,
     similarity_service_server::SimilarityServiceServer, FILE_DESCRIPTOR_SET,
 };
+use crate::transport::Transport;
 
 /// The JWT secret in effect: configured, else (embedded mode only) the one
 /// generated in the data directory.
@@ -59,6 +60,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let secret = jwt_secret(&config)?;
+    let addr = listener.local_addr()?;
+    let transport = Transport::from_config(&config, addr)?;
     let auth = Arc::new(Authenticator::new(secret.as_bytes()));
     let state = Arc::new(ApiState::new(config.clone()));
 
@@ -76,7 +79,13 @@ pub async fn run(
 
     let max = config.max_message_bytes;
     let check = auth.interceptor();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Transport::Tls { config, .. } = &transport {
+        builder = builder.tls_config(config.clone()).context(
+            "TLS settings (AFFINITY_TLS_CERT, AFFINITY_TLS_KEY, AFFINITY_TLS_CLIENT_CA)",
+        )?;
+    }
+    let router = builder
         .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
         .layer(
             // One span per RPC (method, organization), and one line when it
@@ -131,7 +140,6 @@ pub async fn run(
             check,
         ));
 
-    let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // TCP_NODELAY on every connection: without it, Nagle's algorithm and the
     // client's delayed ACKs add ~40 ms to small responses under concurrency.
@@ -143,7 +151,7 @@ pub async fn run(
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     }));
-    tracing::info!(%addr, "listening; NOT_SERVING until the database is ready");
+    tracing::info!(%addr, transport = transport.describe(), "listening; NOT_SERVING until the database is ready");
 
     tokio::pin!(shutdown);
     let mut embedded_db: Option<EmbeddedDb> = None;

@@ -26,6 +26,10 @@ fn serve_help_explains_every_setting_with_its_environment_name() {
         "AFFINITY_METRICS_RETENTION_DAYS",
         "AFFINITY_DB_MAX_CONNECTIONS",
         "AFFINITY_SHUTDOWN_GRACE_SECS",
+        "AFFINITY_TLS_CERT",
+        "AFFINITY_TLS_KEY",
+        "AFFINITY_TLS_CLIENT_CA",
+        "AFFINITY_PLAINTEXT",
     ] {
         assert!(help.contains(name), "{name} missing from:\n{help}");
     }
