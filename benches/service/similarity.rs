@@ -288,25 +288,29 @@ fn search_rpc(ctx: &Ctx, queries: &Arc<Vec<Arc<Query>>>) -> Op {
     })
 }
 
-/// What SearchByVector's store does: one transaction, scan options, the query.
+/// SearchByVector's SQL: the store function the RPC calls
+/// (`affinity::store::similarity::search`), through the benchmark's pool.
 async fn search_statement(pool: &PgPool, q: &Query) -> Result<Vec<Uuid>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', '40', true)",
+    use affinity::store::similarity::{search, IndexCast, IndexType, VectorQuery};
+    // The schema indexes 384 dimensions as `vector` (vector_index_dimensions).
+    let cast = IndexCast {
+        dimension: DOC_DIM as i32,
+        index_type: IndexType::Vector,
+    };
+    let hits = search(
+        pool,
+        &VectorQuery {
+            organization_id: q.org,
+            vector: &q.vector,
+            cast,
+            model: Some(DOC_MODEL),
+            entity_types: None,
+            threshold: -1.0,
+            max_results: K as i64,
+        },
     )
-    .execute(&mut *tx)
     .await?;
-    let rows: Vec<(String, Uuid, f64)> = sqlx::query_as(SEARCH_SQL)
-        .bind(q.org)
-        .bind(DOC_DIM as i32)
-        .bind(Vector::from(q.vector.clone()))
-        .bind(K as i64)
-        .bind(DOC_MODEL)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(rows.into_iter().map(|r| r.1).collect())
+    Ok(hits.into_iter().map(|h| h.entity_id).collect())
 }
 
 fn search_sql(pool: &PgPool, queries: &Arc<Vec<Arc<Query>>>) -> Op {

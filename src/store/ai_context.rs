@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Rows per INSERT of a batch: large enough to amortize round trips, small
@@ -237,16 +237,15 @@ pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<Sc
     let dim = i32::try_from(q.vector.len()).unwrap_or(i32::MAX);
     let mut tx = pool.begin().await?;
     // Filtered HNSW scans go on until enough rows pass the filters, in exact
-    // distance order; the candidate list is at least as long as the result.
-    let ef_search = super::ef_search(q.limit).to_string();
-    let (_, _, _, expr): (String, String, String, Option<String>) = sqlx::query_as(
+    // distance order. Planned as a cursor with the planning candidate list,
+    // run with a longer one (super::fetch_nearest).
+    let (_, _, expr): (String, String, Option<String>) = sqlx::query_as(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
                 set_config('hnsw.ef_search', $2, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true),
                 embedding_index_expression($1)",
     )
     .bind(dim)
-    .bind(&ef_search)
+    .bind(super::PLANNING_EF_SEARCH.to_string())
     .fetch_one(&mut *tx)
     .await?;
     let Some(expr) = expr else { return Ok(None) };
@@ -263,7 +262,8 @@ pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<Sc
     // The dimension is a literal: the partial HNSW index's predicate
     // (`WHERE dimension = 384`) must be provable from the query, generic plans too.
     let sql = format!(
-        "SELECT * FROM (
+        "DECLARE nearest_entries NO SCROLL CURSOR FOR
+         SELECT * FROM (
              SELECT a.id, a.organization_id, a.user_id, a.source_type, a.context_summary,
                     a.ai_response, a.metadata, a.occurred_at,
                     1 - ({expr} <=> $1::{cast}) AS similarity
@@ -279,7 +279,7 @@ pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<Sc
          WHERE s.similarity >= $8
          ORDER BY s.similarity DESC"
     );
-    let rows: Vec<ScoredEntry> = sqlx::query_as(&sql)
+    sqlx::query(&sql)
         .bind(Vector::from(q.vector.to_vec()))
         .bind(q.organization_id)
         .bind(&SEARCHABLE_TYPES[..])
@@ -288,8 +288,13 @@ pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<Sc
         .bind(q.source_types)
         .bind(q.limit)
         .bind(q.threshold)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
+    let rows = super::fetch_nearest(&mut tx, "nearest_entries", super::ef_search(q.limit))
+        .await?
+        .iter()
+        .map(ScoredEntry::from_row)
+        .collect::<sqlx::Result<Vec<ScoredEntry>>>()?;
     tx.commit().await?;
     // An entry with embeddings of several models (or both types) counts once,
     // at its best similarity (rows come most similar first).

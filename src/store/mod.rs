@@ -6,12 +6,40 @@ pub mod metrics;
 pub mod organizations;
 pub mod similarity;
 
-/// The HNSW candidate list (`hnsw.ef_search`) for a search of `k` results:
-/// at least 200 (pgvector's default is 40), because the organization filter
-/// sits behind the index: with 40, organizations holding 5-40% of the rows
-/// got recall@10 of 0.88-0.93; with 200, at least 0.98 (BENCHMARKS.md). At
-/// most 1000, pgvector's limit. The schema's `find_similar_content` uses the
-/// same rule.
+use sqlx::postgres::PgRow;
+use sqlx::{Executor, PgConnection};
+
+/// The HNSW candidate list (`hnsw.ef_search`) a search of `k` results runs
+/// with: at least 200 (pgvector's default is 40), because the organization
+/// filter sits behind the index: with 40, organizations holding 5-40% of the
+/// rows got recall@10 of 0.88-0.93; with 200, at least 0.98 (BENCHMARKS.md).
+/// At most 1000, pgvector's limit. The schema's `find_similar_content` uses
+/// the same rule.
 pub fn ef_search(k: i64) -> i64 {
     k.clamp(200, 1000)
+}
+
+/// The candidate list nearest-neighbour queries are planned with: pgvector's
+/// default. The planner's cost of an HNSW scan grows with `hnsw.ef_search`;
+/// planned at 200 it picks exact scans of 10,000-row organizations, 40 times
+/// slower than the index.
+pub const PLANNING_EF_SEARCH: i64 = 40;
+
+/// Runs the nearest-neighbour query declared (hence planned, with
+/// [`PLANNING_EF_SEARCH`] in effect) as cursor `cursor` in this transaction,
+/// with a candidate list of `ef`: the HNSW scan reads `hnsw.ef_search` when
+/// it starts, at the first FETCH. One round trip; the cursor is closed and
+/// the planning value restored for the next declaration.
+pub(crate) async fn fetch_nearest(
+    conn: &mut PgConnection,
+    cursor: &'static str,
+    ef: i64,
+) -> sqlx::Result<Vec<PgRow>> {
+    // Integers and a constant name only: nothing from the client.
+    let sql = format!(
+        "SET LOCAL hnsw.ef_search = {ef}; FETCH ALL FROM {cursor}; CLOSE {cursor}; \
+         SET LOCAL hnsw.ef_search = {PLANNING_EF_SEARCH}"
+    );
+    // A query without arguments goes as a simple query: several statements.
+    conn.fetch_all(sql.as_str()).await
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use pgvector::Vector;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// How a dimension's HNSW index stores its vectors (`vector_index_dimensions.index_type`).
@@ -192,10 +192,10 @@ const MAX_FETCH: i64 = 16_000;
 /// when `q.model` is None) appears once, with its best similarity.
 ///
 /// Runs in a transaction with `hnsw.iterative_scan = strict_order` (so the
-/// organization, model and type filters cannot starve the HNSW scan),
-/// `hnsw.ef_search` from [`super::ef_search`], and custom plans only (a
-/// generic plan cannot see how many rows the organization holds, which
-/// decides between the HNSW index and an exact scan).
+/// organization, model and type filters cannot starve the HNSW scan), as a
+/// cursor: planned (with the actual values: the organization's size decides
+/// between the HNSW index and an exact scan) before `hnsw.ef_search` is
+/// raised to [`super::ef_search`] (see [`super::fetch_nearest`]).
 pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>> {
     let k = q.max_results.max(1);
     let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some());
@@ -203,16 +203,16 @@ pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>
     let mut tx = pool.begin().await?;
     sqlx::query(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', $1, true),
-                set_config('plan_cache_mode', 'force_custom_plan', true)",
+                set_config('hnsw.ef_search', $1, true)",
     )
-    .bind(super::ef_search(k).to_string())
+    .bind(super::PLANNING_EF_SEARCH.to_string())
     .execute(&mut *tx)
     .await?;
+    let declare = format!("DECLARE nearest_items NO SCROLL CURSOR FOR {sql}");
 
     let mut fetch = k;
     let hits = loop {
-        let mut query = sqlx::query_as::<_, Hit>(&sql)
+        let mut query = sqlx::query(&declare)
             .bind(q.organization_id)
             .bind(q.cast.dimension)
             .bind(&vector)
@@ -223,7 +223,12 @@ pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>
         if let Some(types) = q.entity_types {
             query = query.bind(types);
         }
-        let rows = query.fetch_all(&mut *tx).await?;
+        query.execute(&mut *tx).await?;
+        let rows = super::fetch_nearest(&mut tx, "nearest_items", super::ef_search(k))
+            .await?
+            .iter()
+            .map(Hit::from_row)
+            .collect::<sqlx::Result<Vec<Hit>>>()?;
         let fetched = rows.len() as i64;
         // Rows come nearest first: the first row of an item is its best.
         let mut seen = HashSet::with_capacity(rows.len());
