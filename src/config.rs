@@ -80,6 +80,17 @@ pub struct Config {
     #[arg(long, env = "AFFINITY_MAX_METADATA_BYTES", default_value_t = 64 * 1024)]
     pub max_metadata_bytes: usize,
 
+    /// Default statement timeout, in milliseconds, of the database work of a
+    /// call whose client sent no deadline (0: none). A client deadline
+    /// (grpc-timeout) replaces it for that call.
+    #[arg(long, env = "AFFINITY_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub statement_timeout_ms: u64,
+
+    /// Most concurrent calls (HTTP/2 streams) on one client connection;
+    /// clients queue further calls until one ends.
+    #[arg(long, env = "AFFINITY_MAX_CONCURRENT_STREAMS", default_value_t = 200)]
+    pub max_concurrent_streams: u32,
+
     /// Metric points older than this many days are moved to the archive by
     /// ArchiveOldMetrics when the request names no retention.
     #[arg(long, env = "AFFINITY_METRICS_RETENTION_DAYS", default_value_t = 365)]
@@ -203,6 +214,8 @@ impl Config {
             max_message_bytes: 16 * 1024 * 1024,
             max_batch: 10_000,
             max_metadata_bytes: 64 * 1024,
+            statement_timeout_ms: 30_000,
+            max_concurrent_streams: 200,
             metrics_retention_days: 365,
             db_max_connections: 8,
             shutdown_grace_secs: 10,
@@ -212,6 +225,11 @@ impl Config {
             tls_client_ca: None,
             plaintext: false,
         }
+    }
+
+    /// The statement timeout of calls without a client deadline.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        (self.statement_timeout_ms > 0).then(|| Duration::from_millis(self.statement_timeout_ms))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
@@ -30,7 +29,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
 use crate::db::migrate::MIGRATOR;
-use crate::db::pool::connect_with_retry;
+use crate::db::pool::{connect_with_retry, connect_with_timeout};
 use crate::proto::{
     ai_context_service_server::AiContextServiceServer,
     maintenance_service_server::MaintenanceServiceServer,
@@ -79,7 +78,7 @@ pub async fn run(
 
     let max = config.max_message_bytes;
     let check = auth.interceptor();
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().max_concurrent_streams(config.max_concurrent_streams);
     if let Transport::Tls { config, .. } = &transport {
         builder = builder.tls_config(config.clone()).context(
             "TLS settings (AFFINITY_TLS_CERT, AFFINITY_TLS_KEY, AFFINITY_TLS_CLIENT_CA)",
@@ -116,6 +115,7 @@ pub async fn run(
                 })
                 .on_failure(()),
         )
+        .layer(crate::deadline::DeadlineLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -167,13 +167,23 @@ pub async fn run(
                 url
             }
         };
-        let pool = connect_with_retry(&url, config.db_max_connections).await?;
+        // Migrations and new rollup zones may take minutes: a pool of their
+        // own, without the calls' statement timeout.
+        let setup = connect_with_retry(&url, 2).await?;
         tracing::info!("connected; running migrations");
-        MIGRATOR
-            .run(&pool)
-            .await
-            .context("migrating the database")?;
-        add_rollup_zones(&pool, &config.metric_rollup_zones).await?;
+        let migrated = async {
+            MIGRATOR
+                .run(&setup)
+                .await
+                .context("migrating the database")?;
+            add_rollup_zones(&setup, &config.metric_rollup_zones).await
+        }
+        .await;
+        setup.close().await;
+        migrated?;
+        let pool =
+            connect_with_timeout(&url, config.db_max_connections, config.statement_timeout())
+                .await?;
         state.set_ready(pool.clone()).await?;
         anyhow::Ok(pool)
     };
@@ -308,7 +318,7 @@ async fn set_status(health: &mut HealthReporter, status: ServingStatus) {
 
 /// Makes sure each configured zone has daily metric rollups (a new zone's
 /// are built from every point, which takes a while on a large table).
-async fn add_rollup_zones(pool: &PgPool, zones: &[String]) -> anyhow::Result<()> {
+async fn add_rollup_zones(pool: &sqlx::PgPool, zones: &[String]) -> anyhow::Result<()> {
     for zone in zones.iter().map(|z| z.trim()).filter(|z| !z.is_empty()) {
         let started = std::time::Instant::now();
         let added = crate::store::metrics::add_rollup_zone(pool, zone)

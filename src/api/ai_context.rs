@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp, write_error,
-    ApiState,
+    deadline, limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp,
+    write_error, ApiState,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -302,15 +302,18 @@ impl AiContextService for AiContextApi {
         req: Request<proto::LogAiContextRequest>,
     ) -> Result<Response<proto::LogAiContextResponse>, Status> {
         let p = principal(&req)?;
+        let deadline = deadline(&req);
         let e = self.parse_entry(&p, req.into_inner(), "")?;
         self.state
             .authorize(&p, e.organization_id, OrgRole::Editor)
             .await?;
         // A user's own profile exists (they are a member); a user id named by
         // service_role may be new.
-        let (id, duplicate) = store::log_one(self.state.pool()?, e, p.is_service())
+        let mut db = self.state.db_until(deadline).await?;
+        let (id, duplicate) = store::log_one(db.conn(), e, p.is_service())
             .await
             .map_err(write_error)?;
+        db.finish().await?;
         Ok(Response::new(proto::LogAiContextResponse {
             id: id.to_string(),
             duplicate,
@@ -322,6 +325,7 @@ impl AiContextService for AiContextApi {
         req: Request<tonic::Streaming<proto::LogAiContextRequest>>,
     ) -> Result<Response<proto::LogAiContextStreamResponse>, Status> {
         let p = principal(&req)?;
+        let deadline = deadline(&req);
         let mut stream = req.into_inner();
         let max_bytes = self
             .state
@@ -368,9 +372,12 @@ impl AiContextService for AiContextApi {
             0
         } else {
             let users: Vec<Uuid> = new_users.into_iter().collect();
-            store::log_many(self.state.pool()?, entries, &users)
+            let mut db = self.state.db_until(deadline).await?;
+            let stored = store::log_many(db.conn(), entries, &users)
                 .await
-                .map_err(write_error)?
+                .map_err(write_error)?;
+            db.finish().await?;
+            stored
         };
         Ok(Response::new(proto::LogAiContextStreamResponse {
             stored,
@@ -400,8 +407,9 @@ impl AiContextService for AiContextApi {
             required_text(&format!("source_types[{i}]"), s, MAX_SOURCE_TYPE)?;
         }
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        let mut db = self.state.db(&req).await?;
         let rows = store::search(
-            self.state.pool()?,
+            db.conn(),
             &store::Search {
                 organization_id: org,
                 vector: &r.vector,
@@ -420,6 +428,7 @@ impl AiContextService for AiContextApi {
                 r.vector.len()
             ))
         })?;
+        db.finish().await?;
         Ok(Response::new(proto::SearchAiContextResponse {
             entries: rows
                 .into_iter()
@@ -440,9 +449,11 @@ impl AiContextService for AiContextApi {
         let after = decode_page_token(&r.page_token, org, user_id)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         // One row more than the page tells whether another page follows.
-        let mut rows = store::list(self.state.pool()?, org, user_id, after, page_size + 1)
+        let mut db = self.state.db(&req).await?;
+        let mut rows = store::list(db.conn(), org, user_id, after, page_size + 1)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
         let next_page_token = match rows.last() {

@@ -53,9 +53,11 @@ impl MaintenanceService for MaintenanceApi {
     ) -> Result<Response<proto::VerifyMigrationIntegrityResponse>, Status> {
         let p = principal(&req)?;
         require_service(&p, "VerifyMigrationIntegrity")?;
-        let rows = store::verify_migration_integrity(self.state.pool()?)
+        let mut db = self.state.db(&req).await?;
+        let rows = store::verify_migration_integrity(db.conn())
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         let all_passed = rows.iter().all(|c| c.passed);
         let failed: Vec<&str> = rows
             .iter()
@@ -89,9 +91,11 @@ impl MaintenanceService for MaintenanceApi {
             req.get_ref().older_than_days,
             self.state.config.metrics_retention_days,
         )?;
-        let archived = store::archive_old_metrics(self.state.pool()?, days)
+        let mut db = self.state.db(&req).await?;
+        let archived = store::archive_old_metrics(db.conn(), days)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         tracing::info!(
             archived,
             retention_days = days,

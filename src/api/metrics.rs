@@ -145,9 +145,11 @@ impl MetricsService for MetricsApi {
             }
         }
 
-        let recorded = store::record(pool, org, &points)
+        let mut db = self.state.db(&req).await?;
+        let recorded = store::record(db.conn(), org, &points)
             .await
             .map_err(write_error)?;
+        db.finish().await?;
         let recorded = u32::try_from(recorded)
             .map_err(|_| ApiError::Internal(format!("{recorded} points recorded")))?;
         Ok(Response::new(proto::RecordMetricsResponse { recorded }))
@@ -176,8 +178,9 @@ impl MetricsService for MetricsApi {
         if start > end {
             return Err(ApiError::invalid(format!("start ({start}) is after end ({end})")).into());
         }
+        let mut db = self.state.db(&req).await?;
         let buckets = store::aggregated(
-            self.state.pool()?,
+            db.conn(),
             &Aggregation {
                 org,
                 entity_type: &entity_type,
@@ -191,6 +194,7 @@ impl MetricsService for MetricsApi {
         )
         .await
         .map_err(ApiError::from)?;
+        db.finish().await?;
         let buckets = buckets
             .into_iter()
             .map(|b| proto::MetricBucket {

@@ -10,12 +10,14 @@ pub mod similarity;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tonic::Request;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::config::Config;
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::MembershipCache;
 use crate::store::organizations::OrgRole;
@@ -70,6 +72,38 @@ impl ApiState {
         self.db.get().map(|d| &d.pool).ok_or_else(|| {
             ApiError::Unavailable("the service is starting: the database is not ready yet".into())
         })
+    }
+
+    /// The database connection of a call, taken after authorization (which
+    /// may need one of its own). With a client deadline, a transaction whose
+    /// `statement_timeout` is the time left, so PostgreSQL stops the work when
+    /// the client stops waiting (BEGIN and the setting in one round trip);
+    /// without, a plain connection with the pool's default timeout. End it
+    /// with [`CallDb::finish`]: a dropped one rolls back.
+    pub async fn db<T>(&self, req: &Request<T>) -> ApiResult<CallDb> {
+        self.db_until(deadline(req)).await
+    }
+
+    /// [`ApiState::db`] with the deadline taken from the request earlier.
+    pub async fn db_until(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
+        let pool = self.pool()?;
+        match deadline {
+            None => Ok(CallDb::Plain(pool.acquire().await?)),
+            Some(deadline) => {
+                let left = deadline
+                    .0
+                    .saturating_duration_since(tokio::time::Instant::now());
+                let ms = left.as_millis();
+                if ms == 0 {
+                    return Err(ApiError::DeadlineExceeded(
+                        "the deadline passed before the call reached the database".into(),
+                    ));
+                }
+                // SET takes no parameters; the value is a number computed here.
+                let begin = format!("BEGIN; SET LOCAL statement_timeout = {ms}");
+                Ok(CallDb::Deadline(pool.begin_with(begin).await?))
+            }
+        }
     }
 
     /// Refuses a vector that is empty, has a NaN or infinite component, or a
@@ -136,6 +170,34 @@ impl ApiState {
                 }
             }
         }
+    }
+}
+
+/// The client's deadline of a call, if it set one.
+pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
+    req.extensions().get::<Deadline>().copied()
+}
+
+/// A call's database connection (see [`ApiState::db`]).
+pub enum CallDb {
+    Plain(PoolConnection<Postgres>),
+    Deadline(Transaction<'static, Postgres>),
+}
+
+impl CallDb {
+    pub fn conn(&mut self) -> &mut PgConnection {
+        match self {
+            CallDb::Plain(c) => c,
+            CallDb::Deadline(t) => t,
+        }
+    }
+
+    /// Commits the deadline's transaction (nothing to do otherwise).
+    pub async fn finish(self) -> ApiResult<()> {
+        if let CallDb::Deadline(t) = self {
+            t.commit().await?;
+        }
+        Ok(())
     }
 }
 

@@ -178,10 +178,12 @@ impl OrganizationService for OrganizationsApi {
             parse_uuid("owner_user_id", &r.owner_user_id)?
         };
         about_self_or_service(&p, owner, "creating an organization owned by another user")?;
-        let org = store::create(self.state.pool()?, name, &r.slug, owner)
+        let mut db = self.state.db(&req).await?;
+        let org = store::create(db.conn(), name, &r.slug, owner)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::AlreadyExists(format!("the slug {:?} is taken", r.slug)))?;
+        db.finish().await?;
         self.state.membership.invalidate(org.id, owner);
         tracing::Span::current().record("organization", tracing::field::display(org.id));
         Ok(Response::new(organization(org)))
@@ -194,9 +196,11 @@ impl OrganizationService for OrganizationsApi {
         let p = principal(&req)?;
         let user = parse_uuid("user_id", &req.get_ref().user_id)?;
         about_self_or_service(&p, user, "listing another user's organizations")?;
-        let rows = store::memberships(self.state.pool()?, user)
+        let mut db = self.state.db(&req).await?;
+        let rows = store::memberships(db.conn(), user)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         let memberships = rows
             .into_iter()
             .map(|(o, role)| proto::Membership {
@@ -230,9 +234,13 @@ impl OrganizationService for OrganizationsApi {
         if p.is_service() && !store::exists(pool, org).await.map_err(ApiError::from)? {
             return Err(ApiError::NotFound(format!("organization {org} does not exist")).into());
         }
-        let m = store::put_member(pool, org, user, role)
+        // The checks above take connections of their own (authorization);
+        // the write is the call's.
+        let mut db = self.state.db(&req).await?;
+        let m = store::put_member(db.conn(), org, user, role)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         // This replica reads its own write at once; the others on the notification.
         self.state.membership.invalidate(org, user);
         Ok(Response::new(member(m)))
@@ -255,9 +263,11 @@ impl OrganizationService for OrganizationsApi {
         {
             self.state.authorize(&p, org, OrgRole::Owner).await?;
         }
-        let removed = store::remove_member(pool, org, user)
+        let mut db = self.state.db(&req).await?;
+        let removed = store::remove_member(db.conn(), org, user)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         self.state.membership.invalidate(org, user);
         Ok(Response::new(proto::RemoveMemberResponse { removed }))
     }
@@ -269,9 +279,11 @@ impl OrganizationService for OrganizationsApi {
         let p = principal(&req)?;
         let org = parse_uuid("organization_id", &req.get_ref().organization_id)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let rows = store::members(self.state.pool()?, org)
+        let mut db = self.state.db(&req).await?;
+        let rows = store::members(db.conn(), org)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         Ok(Response::new(proto::ListMembersResponse {
             members: rows.into_iter().map(member).collect(),
         }))

@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    entity_ref, entity_type, limit, parse_uuid, principal, required_text, threshold, write_error,
-    ApiState,
+    deadline, entity_ref, entity_type, limit, parse_uuid, principal, required_text, threshold,
+    write_error, ApiState,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, similarity_service_server::SimilarityService};
@@ -72,11 +72,11 @@ impl SimilarityService for SimilarityApi {
             targets.push(etype.clone());
         }
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let pool = self.state.pool()?;
+        let mut db = self.state.db(&req).await?;
 
         // An item with embeddings only in another organization is, here, an
         // item without embeddings: nothing of that organization is revealed.
-        if !store::has_embedding(pool, org, &etype, eid)
+        if !store::has_embedding(db.conn(), org, &etype, eid)
             .await
             .map_err(ApiError::from)?
         {
@@ -86,9 +86,10 @@ impl SimilarityService for SimilarityApi {
             .into());
         }
         let rows =
-            store::find_similar_content(pool, org, &etype, eid, threshold, k as i32, &targets)
+            store::find_similar_content(db.conn(), org, &etype, eid, threshold, k as i32, &targets)
                 .await
                 .map_err(ApiError::from)?;
+        db.finish().await?;
         let items = rows
             .into_iter()
             .filter(|row| {
@@ -124,8 +125,9 @@ impl SimilarityService for SimilarityApi {
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
 
         let cast = self.state.index_cast(r.vector.len() as i32)?;
+        let mut db = self.state.db(&req).await?;
         let hits = store::search(
-            self.state.pool()?,
+            db.conn(),
             &store::VectorQuery {
                 organization_id: org,
                 vector: &r.vector,
@@ -138,6 +140,7 @@ impl SimilarityService for SimilarityApi {
         )
         .await
         .map_err(ApiError::from)?;
+        db.finish().await?;
         let items = hits
             .into_iter()
             .map(|h| item(h.entity_type, h.entity_id, h.similarity))
@@ -154,6 +157,7 @@ impl SimilarityService for SimilarityApi {
         req: Request<proto::UpsertEmbeddingsRequest>,
     ) -> Result<Response<proto::UpsertEmbeddingsResponse>, Status> {
         let p = principal(&req)?;
+        let deadline = deadline(&req);
         let r = req.into_inner();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         if r.embeddings.is_empty() {
@@ -178,9 +182,11 @@ impl SimilarityService for SimilarityApi {
         }
         self.state.authorize(&p, org, OrgRole::Editor).await?;
 
-        let upserted = store::upsert(self.state.pool()?, org, &records)
+        let mut db = self.state.db_until(deadline).await?;
+        let upserted = store::upsert(db.conn(), org, &records)
             .await
             .map_err(write_error)?;
+        db.finish().await?;
         Ok(Response::new(proto::UpsertEmbeddingsResponse {
             upserted: upserted as u32,
         }))
@@ -205,9 +211,11 @@ impl SimilarityService for SimilarityApi {
             .collect::<ApiResult<Vec<_>>>()?;
         self.state.authorize(&p, org, OrgRole::Editor).await?;
 
-        let deleted = store::delete(self.state.pool()?, org, &entities)
+        let mut db = self.state.db(&req).await?;
+        let deleted = store::delete(db.conn(), org, &entities)
             .await
             .map_err(ApiError::from)?;
+        db.finish().await?;
         Ok(Response::new(proto::DeleteEmbeddingsResponse {
             deleted: deleted as u32,
         }))

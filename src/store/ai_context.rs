@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{Acquire, FromRow, PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
 /// Rows per INSERT of a batch: large enough to amortize round trips, small
@@ -168,8 +168,12 @@ pub async fn id_by_key(
 /// Logs one entry, committed on return: its id and false, or, when its
 /// idempotency key is taken in its organization, the first entry's id and
 /// true (nothing new is stored). `new_user`: the user may have no profile yet.
-pub async fn log_one(pool: &PgPool, entry: NewEntry, new_user: bool) -> sqlx::Result<(Uuid, bool)> {
-    let mut tx = pool.begin().await?;
+pub async fn log_one<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    entry: NewEntry,
+    new_user: bool,
+) -> sqlx::Result<(Uuid, bool)> {
+    let mut tx = db.begin().await?;
     if new_user {
         ensure_users(&mut tx, &[entry.user_id]).await?;
     }
@@ -192,8 +196,8 @@ pub async fn log_one(pool: &PgPool, entry: NewEntry, new_user: bool) -> sqlx::Re
 /// Logs entries all or none, in one transaction committed on return; returns
 /// how many were stored (the others' idempotency keys were taken already).
 /// `new_users`: users that may have no profile yet.
-pub async fn log_many(
-    pool: &PgPool,
+pub async fn log_many<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     mut entries: Vec<NewEntry>,
     new_users: &[Uuid],
 ) -> sqlx::Result<u64> {
@@ -211,7 +215,7 @@ pub async fn log_many(
                 &b.idempotency_key,
             ))
     });
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     ensure_users(&mut tx, new_users).await?;
     let inserted = insert_entries(&mut tx, &entries).await?;
     tx.commit().await?;
@@ -233,9 +237,12 @@ pub struct Search<'a> {
 
 /// Entries whose embedding is nearest to the vector, most similar first.
 /// None: the vector's dimension has no index (any more).
-pub async fn search(pool: &PgPool, q: &Search<'_>) -> sqlx::Result<Option<Vec<ScoredEntry>>> {
+pub async fn search<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    q: &Search<'_>,
+) -> sqlx::Result<Option<Vec<ScoredEntry>>> {
     let dim = i32::try_from(q.vector.len()).unwrap_or(i32::MAX);
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     // Filtered HNSW scans go on until enough rows pass the filters, in exact
     // distance order. Planned as a cursor with the planning candidate list,
     // run with a longer one (super::fetch_nearest).
@@ -314,8 +321,8 @@ pub struct Cursor {
 }
 
 /// Up to `limit` entries of an organization, newest first, after `after`.
-pub async fn list(
-    pool: &PgPool,
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
     org: Uuid,
     user: Option<Uuid>,
     after: Option<Cursor>,
@@ -349,6 +356,6 @@ pub async fn list(
         .bind(after.map(|c| c.occurred_at))
         .bind(after.map(|c| c.id))
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await
 }

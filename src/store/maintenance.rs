@@ -1,6 +1,6 @@
 //! Maintenance: the schema's integrity checks and metric archival.
 
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 /// One row of `verify_migration_integrity()`.
 #[derive(Debug, Clone)]
@@ -11,10 +11,12 @@ pub struct IntegrityCheck {
 }
 
 /// Every check, in the function's order.
-pub async fn verify_migration_integrity(pool: &PgPool) -> sqlx::Result<Vec<IntegrityCheck>> {
+pub async fn verify_migration_integrity<'e>(
+    db: impl PgExecutor<'e>,
+) -> sqlx::Result<Vec<IntegrityCheck>> {
     let rows: Vec<(Option<String>, Option<bool>, Option<String>)> =
         sqlx::query_as("SELECT check_name, passed, details FROM verify_migration_integrity()")
-            .fetch_all(pool)
+            .fetch_all(db)
             .await?;
     Ok(rows
         .into_iter()
@@ -29,10 +31,10 @@ pub async fn verify_migration_integrity(pool: &PgPool) -> sqlx::Result<Vec<Integ
 
 /// Moves the points recorded more than `days` days ago to the archive, in one
 /// transaction; returns how many moved.
-pub async fn archive_old_metrics(pool: &PgPool, days: i32) -> sqlx::Result<u64> {
+pub async fn archive_old_metrics<'e>(db: impl PgExecutor<'e>, days: i32) -> sqlx::Result<u64> {
     let moved: i64 = sqlx::query_scalar("SELECT archive_old_metrics(make_interval(days => $1))")
         .bind(days)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await?;
     // The function returns a row count: never negative.
     Ok(u64::try_from(moved).unwrap_or_default())

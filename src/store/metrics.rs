@@ -1,7 +1,7 @@
 //! Metric points: recording and the schema's `get_metrics_aggregated`.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// One validated point; `recorded_at` None means the database's now().
@@ -16,7 +16,11 @@ pub struct NewPoint {
 
 /// Appends `points` to organization `org`'s time series in one statement
 /// (hence one transaction: all or none); returns how many were stored.
-pub async fn record(pool: &PgPool, org: Uuid, points: &[NewPoint]) -> sqlx::Result<u64> {
+pub async fn record<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    points: &[NewPoint],
+) -> sqlx::Result<u64> {
     let mut types = Vec::with_capacity(points.len());
     let mut ids = Vec::with_capacity(points.len());
     let mut names = Vec::with_capacity(points.len());
@@ -44,7 +48,7 @@ pub async fn record(pool: &PgPool, org: Uuid, points: &[NewPoint]) -> sqlx::Resu
     .bind(&names)
     .bind(&values)
     .bind(&times)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected())
 }
@@ -110,10 +114,10 @@ pub async fn ensure_partitions(
 
 /// Keeps daily rollups for `zone` (schema's `add_metric_rollup_zone`);
 /// false when it had them already.
-pub async fn add_rollup_zone(pool: &PgPool, zone: &str) -> sqlx::Result<bool> {
+pub async fn add_rollup_zone<'e>(db: impl PgExecutor<'e>, zone: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT add_metric_rollup_zone($1)")
         .bind(zone)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
 }
 
@@ -146,7 +150,10 @@ pub struct Aggregation<'a> {
 
 /// The schema's function itself, so the RPC and SQL callers agree by
 /// construction. Oldest bucket first.
-pub async fn aggregated(pool: &PgPool, q: &Aggregation<'_>) -> sqlx::Result<Vec<Bucket>> {
+pub async fn aggregated<'e>(
+    db: impl PgExecutor<'e>,
+    q: &Aggregation<'_>,
+) -> sqlx::Result<Vec<Bucket>> {
     sqlx::query_as(
         "SELECT g.bucket_start, g.sum, g.avg, g.min, g.max, g.count, g.last
          FROM get_metrics_aggregated($1::text, $2::uuid, $3::text, $4::text,
@@ -161,6 +168,6 @@ pub async fn aggregated(pool: &PgPool, q: &Aggregation<'_>) -> sqlx::Result<Vec<
     .bind(q.end)
     .bind(q.time_zone)
     .bind(q.org)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }

@@ -1,7 +1,7 @@
 //! Organizations and memberships: the SQL.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Acquire, PgExecutor, Postgres};
 use uuid::Uuid;
 
 /// The schema's `org_role`; the order is the hierarchy.
@@ -26,19 +26,23 @@ impl OrgRole {
 }
 
 /// The role of `user` in `org`, if a member.
-pub async fn member_role(pool: &PgPool, org: Uuid, user: Uuid) -> sqlx::Result<Option<OrgRole>> {
+pub async fn member_role<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    user: Uuid,
+) -> sqlx::Result<Option<OrgRole>> {
     sqlx::query_scalar(
         "SELECT role FROM organization_members WHERE organization_id = $1 AND user_id = $2",
     )
     .bind(org)
     .bind(user)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
 /// Roles of many (user, org) pairs at once, in the order given.
-pub async fn member_roles(
-    pool: &PgPool,
+pub async fn member_roles<'e>(
+    db: impl PgExecutor<'e>,
     pairs: &[(Uuid, Uuid)],
 ) -> sqlx::Result<Vec<Option<OrgRole>>> {
     let users: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
@@ -50,7 +54,7 @@ pub async fn member_roles(
     )
     .bind(&users)
     .bind(&orgs)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
@@ -79,13 +83,13 @@ pub async fn ensure_user<'e>(db: impl PgExecutor<'e>, user: Uuid) -> sqlx::Resul
 }
 
 /// Creates an organization with `owner` as its owner. None: the slug is taken.
-pub async fn create(
-    pool: &PgPool,
+pub async fn create<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     name: &str,
     slug: &str,
     owner: Uuid,
 ) -> sqlx::Result<Option<Organization>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     ensure_user(&mut *tx, owner).await?;
     let org: Option<Organization> = sqlx::query_as(
         "INSERT INTO organizations (name, slug) VALUES ($1, $2)
@@ -107,14 +111,17 @@ pub async fn create(
 }
 
 /// Every organization `user` belongs to, with the role, oldest membership first.
-pub async fn memberships(pool: &PgPool, user: Uuid) -> sqlx::Result<Vec<(Organization, OrgRole)>> {
+pub async fn memberships<'e>(
+    db: impl PgExecutor<'e>,
+    user: Uuid,
+) -> sqlx::Result<Vec<(Organization, OrgRole)>> {
     let rows: Vec<(Uuid, String, String, DateTime<Utc>, OrgRole)> = sqlx::query_as(
         "SELECT o.id, o.name, o.slug, o.created_at, m.role
          FROM organization_members m JOIN organizations o ON o.id = m.organization_id
          WHERE m.user_id = $1 ORDER BY m.joined_at, o.id",
     )
     .bind(user)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
@@ -134,13 +141,13 @@ pub async fn memberships(pool: &PgPool, user: Uuid) -> sqlx::Result<Vec<(Organiz
 
 /// Adds `user` to `org` with `role`, or changes their role. The schema's
 /// trigger refuses (AF001) a change that leaves the organization ownerless.
-pub async fn put_member(
-    pool: &PgPool,
+pub async fn put_member<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     org: Uuid,
     user: Uuid,
     role: OrgRole,
 ) -> sqlx::Result<Member> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     ensure_user(&mut *tx, user).await?;
     let member: Member = sqlx::query_as(
         "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)
@@ -157,31 +164,35 @@ pub async fn put_member(
 }
 
 /// Removes a membership; false when there was none.
-pub async fn remove_member(pool: &PgPool, org: Uuid, user: Uuid) -> sqlx::Result<bool> {
+pub async fn remove_member<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    user: Uuid,
+) -> sqlx::Result<bool> {
     let done =
         sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
             .bind(org)
             .bind(user)
-            .execute(pool)
+            .execute(db)
             .await?;
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn members(pool: &PgPool, org: Uuid) -> sqlx::Result<Vec<Member>> {
+pub async fn members<'e>(db: impl PgExecutor<'e>, org: Uuid) -> sqlx::Result<Vec<Member>> {
     sqlx::query_as(
         "SELECT organization_id, user_id, role, joined_at FROM organization_members
          WHERE organization_id = $1 ORDER BY joined_at, user_id",
     )
     .bind(org)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
 /// Whether the organization exists (for service_role callers only: users
 /// never learn whether an organization they do not belong to exists).
-pub async fn exists(pool: &PgPool, org: Uuid) -> sqlx::Result<bool> {
+pub async fn exists<'e>(db: impl PgExecutor<'e>, org: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
         .bind(org)
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use pgvector::Vector;
-use sqlx::{FromRow, PgExecutor, PgPool};
+use sqlx::{Acquire, FromRow, PgExecutor, Postgres};
 use uuid::Uuid;
 
 /// How a dimension's HNSW index stores its vectors (`vector_index_dimensions.index_type`).
@@ -94,8 +94,8 @@ pub struct Hit {
 }
 
 /// Whether the item has at least one embedding in `org`.
-pub async fn has_embedding(
-    pool: &PgPool,
+pub async fn has_embedding<'e>(
+    db: impl PgExecutor<'e>,
     org: Uuid,
     entity_type: &str,
     entity_id: Uuid,
@@ -107,7 +107,7 @@ pub async fn has_embedding(
     .bind(org)
     .bind(entity_type)
     .bind(entity_id)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await
 }
 
@@ -122,8 +122,8 @@ pub struct SimilarRow {
 
 /// The schema's `find_similar_content`, narrowed to `org`: the RPC and the
 /// SQL function give the same answers because the RPC is the function.
-pub async fn find_similar_content(
-    pool: &PgPool,
+pub async fn find_similar_content<'e>(
+    db: impl PgExecutor<'e>,
     org: Uuid,
     entity_type: &str,
     entity_id: Uuid,
@@ -141,7 +141,7 @@ pub async fn find_similar_content(
     .bind(max_results)
     .bind(target_entity_types)
     .bind(org)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
@@ -196,11 +196,14 @@ const MAX_FETCH: i64 = 16_000;
 /// cursor: planned (with the actual values: the organization's size decides
 /// between the HNSW index and an exact scan) before `hnsw.ef_search` is
 /// raised to [`super::ef_search`] (see [`super::fetch_nearest`]).
-pub async fn search(pool: &PgPool, q: &VectorQuery<'_>) -> sqlx::Result<Vec<Hit>> {
+pub async fn search<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    q: &VectorQuery<'_>,
+) -> sqlx::Result<Vec<Hit>> {
     let k = q.max_results.max(1);
     let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some());
     let vector = Vector::from(q.vector.to_vec());
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
                 set_config('hnsw.ef_search', $1, true)",
@@ -274,7 +277,11 @@ pub struct NewEmbedding {
 /// Inserts or replaces `records` in `org`, all or none, in one statement.
 /// Several records for the same (entity, model): the last one wins, as if
 /// they were applied in order. Returns how many records were applied.
-pub async fn upsert(pool: &PgPool, org: Uuid, records: &[NewEmbedding]) -> sqlx::Result<u64> {
+pub async fn upsert<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    records: &[NewEmbedding],
+) -> sqlx::Result<u64> {
     // ON CONFLICT DO UPDATE may not touch a row twice in one statement:
     // keep the last record of each key.
     let mut last: HashMap<(&str, Uuid, &str), usize> = HashMap::with_capacity(records.len());
@@ -313,14 +320,18 @@ pub async fn upsert(pool: &PgPool, org: Uuid, records: &[NewEmbedding]) -> sqlx:
     .bind(&models)
     .bind(&dims)
     .bind(&vectors)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(records.len() as u64)
 }
 
 /// Deletes every model's embedding of `entities` in `org` (and only there).
 /// Returns the number of rows deleted.
-pub async fn delete(pool: &PgPool, org: Uuid, entities: &[(String, Uuid)]) -> sqlx::Result<u64> {
+pub async fn delete<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    entities: &[(String, Uuid)],
+) -> sqlx::Result<u64> {
     let types: Vec<&str> = entities.iter().map(|e| e.0.as_str()).collect();
     let ids: Vec<Uuid> = entities.iter().map(|e| e.1).collect();
     let done = sqlx::query(
@@ -331,7 +342,7 @@ pub async fn delete(pool: &PgPool, org: Uuid, entities: &[(String, Uuid)]) -> sq
     .bind(org)
     .bind(&types)
     .bind(&ids)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected())
 }
