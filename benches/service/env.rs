@@ -127,6 +127,8 @@ impl Service {
             .env("AFFINITY_JWT_SECRET", SECRET)
             .env("AFFINITY_LISTEN_ADDR", &addr)
             .env("AFFINITY_METRIC_ROLLUP_ZONES", ROLLUP_ZONES)
+            // The service's own runtime size, when the run asks for one.
+            .envs(std::env::var("BENCH_SERVICE_WORKERS").map(|n| ("TOKIO_WORKER_THREADS", n)))
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true)
