@@ -253,7 +253,7 @@ async fn main() -> Result<()> {
         concurrency: args.concurrency.clone(),
         service_log: std::env::var("RUST_LOG")
             .map(|v| format!("`RUST_LOG={v}`"))
-            .unwrap_or_else(|_| "`info,sqlx=warn` (the default: one line per call)".into()),
+            .unwrap_or_else(|_| "`info,sqlx=warn` (the default: a line per refused or failed call, none per successful one)".into()),
         similarity,
         metrics,
         permissions,
