@@ -86,6 +86,7 @@ pub async fn run(
     }
     let router = builder
         .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
+        .layer(MapResponseLayer::new(undecodable_is_invalid_argument))
         .layer(
             // One span per RPC (method, organization), and one line when it
             // ends with its gRPC code and duration. Health and reflection
@@ -299,6 +300,31 @@ fn oversize_is_resource_exhausted<B>(mut res: http::Response<B>) -> http::Respon
             "grpc-message",
             http::HeaderValue::from_static(
                 "request%20message%20too%20large%20(AFFINITY_MAX_MESSAGE_BYTES)",
+            ),
+        );
+    }
+    res
+}
+
+/// tonic refuses a request that is not valid protobuf (e.g. a metadata
+/// Struct nested past prost's recursion limit of 100) with INTERNAL; it is
+/// the client's fault: INVALID_ARGUMENT, without echoing the decoder's path.
+fn undecodable_is_invalid_argument<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let headers = res.headers_mut();
+    let internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+    let undecodable = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode%20Protobuf%20message")
+                || m.starts_with("failed to decode Protobuf message")
+        });
+    if internal && undecodable {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static(
+                "request%20is%20not%20valid%20protobuf%20(or%20nested%20deeper%20than%20100%20levels)",
             ),
         );
     }
