@@ -103,7 +103,14 @@ async fn a_client_deadline_cancels_the_statement_in_the_database() {
     let server = TestServer::start().await;
     let started = Instant::now();
     let code = aggregate_behind_a_lock(&server, Some(Duration::from_millis(500))).await;
-    assert_eq!(code, Code::DeadlineExceeded);
+    // The service answers DEADLINE_EXCEEDED just before the deadline; on a
+    // loaded machine the client's own timer for the same deadline can fire
+    // first (CANCELLED). Either way the statement must be gone (checked above,
+    // with the lock still held).
+    assert!(
+        matches!(code, Code::DeadlineExceeded | Code::Cancelled),
+        "{code:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
 
     // The service is fine afterwards, and the same call succeeds.
