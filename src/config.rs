@@ -139,6 +139,11 @@ pub struct Config {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub plaintext: bool,
+
+    /// Address of the Prometheus metrics endpoint (plain HTTP, `GET
+    /// /metrics`), a port apart from gRPC. Unset: no metrics endpoint.
+    #[arg(long, env = "AFFINITY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -166,6 +171,7 @@ impl std::fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("tls_client_ca", &self.tls_client_ca)
             .field("plaintext", &self.plaintext)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +230,7 @@ impl Config {
             tls_key: None,
             tls_client_ca: None,
             plaintext: false,
+            metrics_addr: None,
         }
     }
 

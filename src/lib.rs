@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod error;
 pub mod legacy;
 pub mod membership;
+pub mod observability;
 pub mod server;
 pub mod store;
 pub mod transport;

@@ -19,6 +19,7 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::observability::CacheCounters;
 use crate::store::organizations::{self as store, OrgRole};
 
 pub const CHANNEL: &str = "affinity_membership";
@@ -38,6 +39,7 @@ struct Inner {
     epoch: AtomicU64,
     /// Whether change notifications are being received right now.
     listening: AtomicBool,
+    counters: CacheCounters,
 }
 
 impl Default for MembershipCache {
@@ -48,6 +50,11 @@ impl Default for MembershipCache {
 
 impl MembershipCache {
     pub fn new() -> Self {
+        Self::with_counters(CacheCounters::default())
+    }
+
+    /// A cache counting its hits, misses and bypasses into `counters`.
+    pub fn with_counters(counters: CacheCounters) -> Self {
         MembershipCache {
             inner: Arc::new(Inner {
                 roles: Cache::builder()
@@ -56,6 +63,7 @@ impl MembershipCache {
                     .build(),
                 epoch: AtomicU64::new(0),
                 listening: AtomicBool::new(false),
+                counters,
             }),
         }
     }
@@ -68,8 +76,10 @@ impl MembershipCache {
         user: Uuid,
     ) -> sqlx::Result<Option<OrgRole>> {
         if let Some(role) = self.inner.roles.get(&(org, user)) {
+            self.inner.counters.hit.inc();
             return Ok(role);
         }
+        self.count_misses(1);
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let role = store::member_role(pool, org, user).await?;
         self.remember(epoch, org, user, role);
@@ -93,7 +103,12 @@ impl MembershipCache {
             .filter(|(_, hit)| hit.is_none())
             .map(|(p, _)| *p)
             .collect();
+        self.inner
+            .counters
+            .hit
+            .inc_by((pairs.len() - missing.len()) as u64);
         if !missing.is_empty() {
+            self.count_misses(missing.len() as u64);
             let epoch = self.inner.epoch.load(Ordering::Acquire);
             let fetched = store::member_roles(pool, &missing).await?;
             let mut fetched = missing.iter().zip(fetched);
@@ -105,6 +120,16 @@ impl MembershipCache {
             }
         }
         Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Lookups the cache could not answer: misses while it is on, bypasses
+    /// while it is off (nothing is cached then).
+    fn count_misses(&self, n: u64) {
+        if self.is_listening() {
+            self.inner.counters.miss.inc_by(n);
+        } else {
+            self.inner.counters.bypass.inc_by(n);
+        }
     }
 
     fn is_listening(&self) -> bool {

@@ -30,6 +30,8 @@ use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
 use crate::db::migrate::MIGRATOR;
 use crate::db::pool::{connect_with_retry, connect_with_timeout};
+use crate::membership::MembershipCache;
+use crate::observability::{self, Metrics, ObserveLayer};
 use crate::proto::{
     ai_context_service_server::AiContextServiceServer,
     maintenance_service_server::MaintenanceServiceServer,
@@ -52,17 +54,44 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     }
 }
 
-/// Runs the service on `listener` until `shutdown` resolves.
+/// Runs the service on `listener` until `shutdown` resolves, with the
+/// metrics endpoint on `AFFINITY_METRICS_ADDR` when set.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(observability::bind(addr).await?),
+        None => None,
+    };
+    run_with_metrics(config, listener, metrics_listener, shutdown).await
+}
+
+/// [`run`] with the metrics endpoint on `metrics_listener` (if any) instead
+/// of `AFFINITY_METRICS_ADDR`.
+pub async fn run_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let secret = jwt_secret(&config)?;
     let addr = listener.local_addr()?;
     let transport = Transport::from_config(&config, addr)?;
     let auth = Arc::new(Authenticator::new(secret.as_bytes()));
-    let state = Arc::new(ApiState::new(config.clone()));
+    let metrics = Arc::new(Metrics::new()?);
+    let mut state = ApiState::new(config.clone());
+    state.membership = MembershipCache::with_counters(metrics.cache_counters());
+    let state = Arc::new(state);
+    let _metrics_server = match metrics_listener {
+        Some(l) => {
+            let metrics_addr = l.local_addr()?;
+            tracing::info!(%metrics_addr, "serving Prometheus metrics at /metrics");
+            Some(AbortOnDrop(observability::serve(l, metrics.clone())))
+        }
+        None => None,
+    };
 
     let (mut health, health_service) = tonic_health::server::health_reporter();
     set_status(&mut health, ServingStatus::NotServing).await;
@@ -85,6 +114,7 @@ pub async fn run(
         )?;
     }
     let router = builder
+        .layer(ObserveLayer::new(metrics.clone()))
         .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
         .layer(MapResponseLayer::new(undecodable_is_invalid_argument))
         .layer(
@@ -94,10 +124,16 @@ pub async fn run(
             TraceLayer::new_for_grpc()
                 .make_span_with(|req: &http::Request<_>| {
                     let method = req.uri().path();
+                    // Set (and checked) by ObserveLayer.
+                    let request_id = req
+                        .headers()
+                        .get(observability::REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
                     if method.starts_with("/grpc.") {
-                        tracing::debug_span!("rpc", method = %method, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
+                        tracing::debug_span!("rpc", method = %method, request_id, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
                     } else {
-                        tracing::info_span!("rpc", method = %method, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
+                        tracing::info_span!("rpc", method = %method, request_id, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
                     }
                 })
                 .on_request(())
@@ -177,6 +213,9 @@ pub async fn run(
                 .run(&setup)
                 .await
                 .context("migrating the database")?;
+            if let Err(e) = metrics.record_migrations(&setup).await {
+                tracing::warn!(error = %e, "counting the applied migrations for the metrics");
+            }
             add_rollup_zones(&setup, &config.metric_rollup_zones).await
         }
         .await;
@@ -186,6 +225,7 @@ pub async fn run(
             connect_with_timeout(&url, config.db_max_connections, config.statement_timeout())
                 .await?;
         state.set_ready(pool.clone()).await?;
+        metrics.set_pool(pool.clone(), config.db_max_connections);
         anyhow::Ok(pool)
     };
     let outcome = tokio::select! {
@@ -211,6 +251,7 @@ pub async fn run(
                 );
             }
             set_status(&mut health, ServingStatus::Serving).await;
+            metrics.set_ready(true);
             tracing::info!(%addr, "SERVING");
             tokio::select! {
                 _ = &mut shutdown => {}
@@ -228,8 +269,18 @@ pub async fn run(
         }
         None => None,
     };
+    metrics.set_ready(false);
     stop(&mut health, stop_tx, server, &config, pool, embedded_db).await;
     Ok(())
+}
+
+/// Stops the metrics endpoint when the service returns, however it does.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn stop(

@@ -20,6 +20,8 @@ pub const SECRET: &str = "test-secret-of-at-least-thirty-two-bytes!";
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The Prometheus endpoint's address, when started with one.
+    pub metrics_addr: Option<SocketAddr>,
     pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -39,11 +41,21 @@ impl TestServer {
     }
 
     pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_full(db, tweak, false).await
+    }
+
+    /// A server over a fresh database with its metrics endpoint on 127.0.0.1:0.
+    pub async fn start_with_metrics() -> TestServer {
+        Self::start_full(TestDb::empty().await, |_| {}, true).await
+    }
+
+    async fn start_full(db: TestDb, tweak: impl FnOnce(&mut Config), metrics: bool) -> TestServer {
         let mut config = Config::for_tests(db.url.clone(), SECRET);
         tweak(&mut config);
-        let running = Running::spawn(config).await;
+        let running = Running::spawn(config, metrics).await;
         TestServer {
             addr: running.addr,
+            metrics_addr: running.metrics_addr,
             channel: running.channel,
             stop: running.stop,
             handle: running.handle,
@@ -182,7 +194,7 @@ pub struct Replica {
 impl TestServer {
     /// Another server process-equivalent on this server's database.
     pub async fn replica(&self) -> Replica {
-        let running = Running::spawn(Config::for_tests(self.db.url.clone(), SECRET)).await;
+        let running = Running::spawn(Config::for_tests(self.db.url.clone(), SECRET), false).await;
         Replica {
             channel: running.channel,
             stop: running.stop,
@@ -194,19 +206,30 @@ impl TestServer {
 /// `server::run` on 127.0.0.1:0 in a task, waited for until health says SERVING.
 struct Running {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Running {
-    async fn spawn(config: Config) -> Running {
+    async fn spawn(config: Config, metrics: bool) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let metrics_listener = match metrics {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(affinity::server::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let handle = tokio::spawn(affinity::server::run_with_metrics(
+            config,
+            listener,
+            metrics_listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect_lazy();
@@ -221,6 +244,7 @@ impl Running {
                 if r.into_inner().status == ServingStatus::Serving as i32 {
                     return Running {
                         addr,
+                        metrics_addr,
                         channel,
                         stop: Some(stop),
                         handle: Some(handle),

@@ -1,0 +1,208 @@
+//! Watching the service: the Prometheus endpoint on its own port, and the
+//! request id that comes back with every response.
+mod common;
+
+use std::net::SocketAddr;
+
+use affinity::proto::{self, Role};
+use common::server::{authed, service_token, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::metadata::MetadataMap;
+use tonic::Code;
+use uuid::Uuid;
+
+/// `GET /metrics` over a plain TCP connection: the body.
+async fn scrape(addr: SocketAddr) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the series whose line starts with `series` (name and labels).
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn permission_request(user: Uuid, org: Uuid) -> proto::UserHasOrgPermissionRequest {
+    proto::UserHasOrgPermissionRequest {
+        user_id: user.to_string(),
+        organization_id: org.to_string(),
+        required_role: Role::Viewer as i32,
+    }
+}
+
+fn request_id(metadata: &MetadataMap) -> Option<String> {
+    metadata
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_endpoint_shows_calls_errors_latency_pool_migrations_and_cache() {
+    let s = TestServer::start_with_metrics().await;
+    let metrics = s.metrics_addr.expect("a metrics address");
+    let t = s.new_tenant().await;
+
+    // Twice the same check: a miss, then a hit.
+    for _ in 0..2 {
+        let r = s
+            .orgs()
+            .user_has_org_permission(authed(permission_request(t.user, t.org), &service_token()))
+            .await
+            .unwrap();
+        assert!(r.into_inner().allowed);
+    }
+    // An invalid argument.
+    let err = s
+        .orgs()
+        .user_has_org_permission(authed(
+            proto::UserHasOrgPermissionRequest {
+                user_id: "not-a-uuid".into(),
+                ..permission_request(t.user, t.org)
+            },
+            &service_token(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let body = scrape(metrics).await;
+    let method = "/affinity.v1.OrganizationService/UserHasOrgPermission";
+    let ok = format!(r#"affinity_rpc_requests_total{{code="OK",method="{method}"}}"#);
+    assert_eq!(value(&body, &ok), Some(2.0), "{body}");
+    let invalid =
+        format!(r#"affinity_rpc_requests_total{{code="INVALID_ARGUMENT",method="{method}"}}"#);
+    assert_eq!(value(&body, &invalid), Some(1.0), "{body}");
+    let latency = format!(r#"affinity_rpc_duration_seconds_count{{method="{method}"}}"#);
+    assert_eq!(value(&body, &latency), Some(3.0), "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"affinity_rpc_duration_seconds_bucket{{method="{method}",le="0.005"}}"#
+        )),
+        "{body}"
+    );
+
+    let hits = value(
+        &body,
+        r#"affinity_permission_cache_requests_total{result="hit"}"#,
+    );
+    let misses = value(
+        &body,
+        r#"affinity_permission_cache_requests_total{result="miss"}"#,
+    );
+    assert!(hits.is_some_and(|n| n >= 1.0), "{body}");
+    assert!(misses.is_some_and(|n| n >= 1.0), "{body}");
+    assert!(
+        value(
+            &body,
+            r#"affinity_permission_cache_requests_total{result="bypass"}"#
+        )
+        .is_some(),
+        "{body}"
+    );
+
+    let idle = value(&body, r#"affinity_db_pool_connections{state="idle"}"#);
+    let in_use = value(&body, r#"affinity_db_pool_connections{state="in_use"}"#);
+    // A connection just used may still be on its way back to the pool.
+    assert!(
+        idle.zip(in_use).is_some_and(|(i, u)| i + u >= 1.0),
+        "{body}"
+    );
+    assert_eq!(value(&body, "affinity_db_pool_max_connections"), Some(8.0));
+
+    let applied = value(&body, "affinity_migrations_applied").unwrap_or(0.0);
+    assert!(applied >= 1.0, "{body}");
+    assert_eq!(value(&body, "affinity_migrations_bundled"), Some(applied));
+    assert_eq!(value(&body, "affinity_ready"), Some(1.0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_endpoint_answers_other_paths_with_not_found() {
+    let s = TestServer::start_with_metrics().await;
+    let mut conn = tokio::net::TcpStream::connect(s.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_request_id_comes_back_and_a_missing_one_is_generated() {
+    let s = TestServer::start().await;
+    let t = s.new_tenant().await;
+
+    let mut req = authed(permission_request(t.user, t.org), &service_token());
+    req.metadata_mut()
+        .insert("x-request-id", "abc-123".parse().unwrap());
+    let r = s.orgs().user_has_org_permission(req).await.unwrap();
+    assert_eq!(request_id(r.metadata()).as_deref(), Some("abc-123"));
+
+    let r = s
+        .orgs()
+        .user_has_org_permission(authed(permission_request(t.user, t.org), &service_token()))
+        .await
+        .unwrap();
+    let generated = request_id(r.metadata()).expect("a generated request id");
+    assert!(Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+    // Too long to be kept: replaced by a generated one.
+    let mut req = authed(permission_request(t.user, t.org), &service_token());
+    req.metadata_mut()
+        .insert("x-request-id", "x".repeat(129).parse().unwrap());
+    let r = s.orgs().user_has_org_permission(req).await.unwrap();
+    let replaced = request_id(r.metadata()).expect("a request id");
+    assert!(Uuid::parse_str(&replaced).is_ok(), "{replaced}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_and_streaming_calls_carry_the_request_id_too() {
+    let s = TestServer::start().await;
+    let t = s.new_tenant().await;
+
+    // Denied: a stranger asks about the organization.
+    let mut req = authed(
+        permission_request(Uuid::new_v4(), t.org),
+        &common::server::user_token(Uuid::new_v4()),
+    );
+    req.metadata_mut()
+        .insert("x-request-id", "denied-1".parse().unwrap());
+    let err = s.orgs().user_has_org_permission(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert_eq!(request_id(err.metadata()).as_deref(), Some("denied-1"));
+
+    // Unauthenticated (refused before any handler).
+    let mut req = tonic::Request::new(permission_request(t.user, t.org));
+    req.metadata_mut()
+        .insert("x-request-id", "no-token-1".parse().unwrap());
+    let err = s.orgs().user_has_org_permission(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(request_id(err.metadata()).as_deref(), Some("no-token-1"));
+
+    // A client-streaming call.
+    let mut req = authed(
+        tokio_stream::iter(Vec::<proto::LogAiContextRequest>::new()),
+        &service_token(),
+    );
+    req.metadata_mut()
+        .insert("x-request-id", "stream-1".parse().unwrap());
+    let got = s.ai_context().log_ai_context_stream(req).await;
+    let metadata = match &got {
+        Ok(r) => r.metadata(),
+        Err(e) => e.metadata(),
+    };
+    assert_eq!(request_id(metadata).as_deref(), Some("stream-1"), "{got:?}");
+}
