@@ -115,8 +115,7 @@ pub async fn run_with_metrics(
     }
     let router = builder
         .layer(ObserveLayer::new(metrics.clone()))
-        .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
-        .layer(MapResponseLayer::new(undecodable_is_invalid_argument))
+        .layer(MapResponseLayer::new(refusals_in_contract_codes))
         .layer(
             // One span per RPC (method, organization), and one line when it
             // ends with its gRPC code and duration. Health and reflection
@@ -333,51 +332,58 @@ fn log_completion(span: &Span, code: &str) {
     }
 }
 
-/// tonic refuses a request over the decoding limit with OUT_OF_RANGE; the
-/// contract says RESOURCE_EXHAUSTED. Such refusals are trailers-only
-/// responses, so the status is in the headers.
-fn oversize_is_resource_exhausted<B>(mut res: http::Response<B>) -> http::Response<B> {
-    let headers = res.headers_mut();
-    let out_of_range = headers.get("grpc-status").is_some_and(|v| v == "11");
-    let too_large = headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| {
-            m.contains("message%20length%20too%20large") || m.contains("message length too large")
-        });
-    if out_of_range && too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static(
-                "request%20message%20too%20large%20(AFFINITY_MAX_MESSAGE_BYTES)",
-            ),
-        );
-    }
-    res
+/// A way tonic refuses a request before any handler runs, and what the
+/// contract says instead. Such refusals are trailers-only responses: the
+/// status is in the headers.
+struct Refusal {
+    tonic_code: &'static str,
+    message_is: fn(&str) -> bool,
+    code: &'static str,
+    message: &'static str,
 }
 
-/// tonic refuses a request that is not valid protobuf (e.g. a metadata
-/// Struct nested past prost's recursion limit of 100) with INTERNAL; it is
-/// the client's fault: INVALID_ARGUMENT, without echoing the decoder's path.
-fn undecodable_is_invalid_argument<B>(mut res: http::Response<B>) -> http::Response<B> {
-    let headers = res.headers_mut();
-    let internal = headers.get("grpc-status").is_some_and(|v| v == "13");
-    let undecodable = headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| {
+const REFUSALS: [Refusal; 2] = [
+    // Over the decoding limit: OUT_OF_RANGE; the contract says RESOURCE_EXHAUSTED.
+    Refusal {
+        tonic_code: "11",
+        message_is: |m| {
+            m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        },
+        code: "8",
+        message: "request%20message%20too%20large%20(AFFINITY_MAX_MESSAGE_BYTES)",
+    },
+    // Not valid protobuf (e.g. a metadata Struct nested past prost's
+    // recursion limit of 100): INTERNAL, but it is the client's fault:
+    // INVALID_ARGUMENT, without echoing the decoder's path.
+    Refusal {
+        tonic_code: "13",
+        message_is: |m| {
             m.starts_with("failed%20to%20decode%20Protobuf%20message")
                 || m.starts_with("failed to decode Protobuf message")
-        });
-    if internal && undecodable {
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static(
-                "request%20is%20not%20valid%20protobuf%20(or%20nested%20deeper%20than%20100%20levels)",
-            ),
-        );
+        },
+        code: "3",
+        message:
+            "request%20is%20not%20valid%20protobuf%20(or%20nested%20deeper%20than%20100%20levels)",
+    },
+];
+
+/// Rewrites tonic's own refusals ([`REFUSALS`]) into the contract's codes,
+/// in one look at the headers per response.
+fn refusals_in_contract_codes<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let headers = res.headers_mut();
+    let Some(status) = headers.get("grpc-status").and_then(|v| v.to_str().ok()) else {
+        return res;
+    };
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let rewrite = REFUSALS
+        .iter()
+        .find(|r| r.tonic_code == status && (r.message_is)(message));
+    if let Some(r) = rewrite {
+        headers.insert("grpc-status", http::HeaderValue::from_static(r.code));
+        headers.insert("grpc-message", http::HeaderValue::from_static(r.message));
     }
     res
 }
