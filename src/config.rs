@@ -92,9 +92,30 @@ pub struct Config {
     pub max_concurrent_streams: u32,
 
     /// Metric points older than this many days are moved to the archive by
-    /// ArchiveOldMetrics when the request names no retention.
+    /// the scheduled archival, and by ArchiveOldMetrics when the request
+    /// names no retention.
     #[arg(long, env = "AFFINITY_METRICS_RETENTION_DAYS", default_value_t = 365)]
     pub metrics_retention_days: u32,
+
+    /// When old metric points are archived: a cron expression in UTC
+    /// (minute hour day-of-month month day-of-week, optionally seconds
+    /// first), or `off`. One replica at a time runs it; the others skip.
+    #[arg(long, env = "AFFINITY_ARCHIVE_SCHEDULE", default_value = "0 2 * * 0")]
+    pub archive_schedule: Schedule,
+
+    /// When the monthly metric partitions ahead are created (besides at
+    /// start): a cron expression in UTC, or `off`.
+    #[arg(
+        long,
+        env = "AFFINITY_PARTITION_SCHEDULE",
+        default_value = "30 1 * * *"
+    )]
+    pub partition_schedule: Schedule,
+
+    /// How many months after the current one get their metric partition
+    /// ahead of time.
+    #[arg(long, env = "AFFINITY_PARTITION_MONTHS_AHEAD", default_value_t = 3)]
+    pub partition_months_ahead: u32,
 
     /// Most database connections of this replica.
     #[arg(long, env = "AFFINITY_DB_MAX_CONNECTIONS", default_value_t = 16)]
@@ -164,6 +185,9 @@ impl std::fmt::Debug for Config {
             .field("max_batch", &self.max_batch)
             .field("max_metadata_bytes", &self.max_metadata_bytes)
             .field("metrics_retention_days", &self.metrics_retention_days)
+            .field("archive_schedule", &self.archive_schedule)
+            .field("partition_schedule", &self.partition_schedule)
+            .field("partition_months_ahead", &self.partition_months_ahead)
             .field("db_max_connections", &self.db_max_connections)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("metric_rollup_zones", &self.metric_rollup_zones)
@@ -223,6 +247,9 @@ impl Config {
             statement_timeout_ms: 30_000,
             max_concurrent_streams: 200,
             metrics_retention_days: 365,
+            archive_schedule: Schedule::off(),
+            partition_schedule: Schedule::off(),
+            partition_months_ahead: 3,
             db_max_connections: 8,
             shutdown_grace_secs: 10,
             metric_rollup_zones: vec!["UTC".to_string()],
@@ -258,6 +285,51 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/affinity");
     }
     PathBuf::from("affinity-data")
+}
+
+/// A maintenance job's schedule: a cron expression (UTC), or `off`.
+#[derive(Debug, Clone)]
+pub struct Schedule(Option<croner::Cron>);
+
+impl Schedule {
+    pub fn off() -> Self {
+        Schedule(None)
+    }
+
+    /// The first time the schedule names strictly after `after`; None when
+    /// off (or when the expression names no future time).
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.as_ref()?.find_next_occurrence(&after, false).ok()
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Schedule(None));
+        }
+        croner::Cron::from_str(s)
+            .map(|c| Schedule(Some(c)))
+            .map_err(|e| format!("not a cron expression (or `off`): {e}"))
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(c) => f.write_str(c.as_str()),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

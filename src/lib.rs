@@ -1,13 +1,15 @@
 //! affinity: a gRPC service over a refactored PostgreSQL + pgvector schema.
 //!
 //! Layers point down: `server` wires `api` (the gRPC edge: auth, validation,
-//! mapping) over `store` (the SQL) over `db` (pool, migrations, cluster).
+//! mapping) over `store` (the SQL) over `db` (pool, migrations, cluster);
+//! `jobs` (scheduled maintenance) sits beside `api`, over `store`.
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod jobs;
 pub mod legacy;
 pub mod membership;
 pub mod observability;

@@ -68,6 +68,7 @@ pub struct Metrics {
     pool_max: IntGauge,
     migrations_applied: IntGauge,
     ready: IntGauge,
+    jobs: IntCounterVec,
     cache: CacheCounters,
     pool: OnceLock<PgPool>,
 }
@@ -154,7 +155,16 @@ impl Metrics {
             "affinity_ready",
             "1 once the service is SERVING, 0 before and while shutting down.",
         )?;
+        let jobs = IntCounterVec::new(
+            Opts::new(
+                "affinity_maintenance_runs_total",
+                "Runs of the scheduled maintenance jobs (partitions, archive) by outcome: \
+                 done, skipped (another replica held the job's lock) or failed.",
+            ),
+            &["job", "outcome"],
+        )?;
         let cache_vec = cache_vec();
+        registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
@@ -172,6 +182,7 @@ impl Metrics {
             pool_max,
             migrations_applied,
             ready,
+            jobs,
             cache: CacheCounters::from_vec(&cache_vec),
             pool: OnceLock::new(),
         })
@@ -199,6 +210,11 @@ impl Metrics {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// Counts one run of a maintenance job.
+    pub fn record_job(&self, job: &str, outcome: &str) {
+        self.jobs.with_label_values(&[job, outcome]).inc();
     }
 
     fn record_rpc(&self, method: &str, code: &'static str, started: Instant) {

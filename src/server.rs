@@ -237,6 +237,8 @@ pub async fn run_with_metrics(
     };
     let pool = match outcome {
         Some(Ok(pool)) => {
+            // Partitions ahead now, then the schedules; stopped when dropped.
+            let _jobs = crate::jobs::spawn(&config, pool.clone(), metrics.clone());
             // SERVING once membership changes are followed (until then, and
             // whenever that connection drops, permission checks skip the cache).
             let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();

@@ -92,9 +92,11 @@ impl MaintenanceService for MaintenanceApi {
             self.state.config.metrics_retention_days,
         )?;
         let mut db = self.state.db(&req).await?;
-        let archived = store::archive_old_metrics(db.conn(), days)
+        // Waits for a scheduled run in progress (then finds less to move).
+        let archived = store::archive_old_metrics(db.conn(), days, store::IfBusy::Wait)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from)?
+            .unwrap_or_default();
         db.finish().await?;
         tracing::info!(
             archived,

@@ -29,13 +29,43 @@ pub async fn verify_migration_integrity<'e>(
         .collect())
 }
 
+/// Advisory lock key of archival: one run at a time across replicas.
+pub const ARCHIVE_LOCK_KEY: i64 = 0x6166_6669_6172_6368; // "affiarch"
+
+/// Whether archival waits for a run in progress elsewhere, or skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfBusy {
+    Wait,
+    Skip,
+}
+
 /// Moves the points recorded more than `days` days ago to the archive, in one
-/// transaction; returns how many moved.
-pub async fn archive_old_metrics<'e>(db: impl PgExecutor<'e>, days: i32) -> sqlx::Result<u64> {
-    let moved: i64 = sqlx::query_scalar("SELECT archive_old_metrics(make_interval(days => $1))")
+/// transaction, holding the archival lock (one run at a time across
+/// replicas); returns how many moved, or None when `IfBusy::Skip` found
+/// another run in progress.
+pub async fn archive_old_metrics<'e>(
+    db: impl PgExecutor<'e>,
+    days: i32,
+    if_busy: IfBusy,
+) -> sqlx::Result<Option<u64>> {
+    // One statement: the transaction-scoped lock is held until it commits,
+    // in a caller's transaction or in the statement's own. MATERIALIZED makes
+    // the lock come first.
+    let sql = match if_busy {
+        IfBusy::Wait => {
+            "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock($1) IS NULL AS got)
+             SELECT archive_old_metrics(make_interval(days => $2)) FROM l"
+        }
+        IfBusy::Skip => {
+            "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS got)
+             SELECT CASE WHEN got THEN archive_old_metrics(make_interval(days => $2)) END FROM l"
+        }
+    };
+    let moved: Option<i64> = sqlx::query_scalar(sql)
+        .bind(ARCHIVE_LOCK_KEY)
         .bind(days)
         .fetch_one(db)
         .await?;
     // The function returns a row count: never negative.
-    Ok(u64::try_from(moved).unwrap_or_default())
+    Ok(moved.map(|n| u64::try_from(n).unwrap_or_default()))
 }

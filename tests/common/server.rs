@@ -49,6 +49,11 @@ impl TestServer {
         Self::start_full(TestDb::empty().await, |_| {}, true).await
     }
 
+    /// [`TestServer::start_with`] plus the metrics endpoint on 127.0.0.1:0.
+    pub async fn start_with_metrics_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_full(db, tweak, true).await
+    }
+
     async fn start_full(db: TestDb, tweak: impl FnOnce(&mut Config), metrics: bool) -> TestServer {
         let mut config = Config::for_tests(db.url.clone(), SECRET);
         tweak(&mut config);
