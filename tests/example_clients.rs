@@ -52,6 +52,11 @@ fn bff_node() -> Command {
 
 /// The agent on its venv's python, or a failure saying what to run.
 fn python_agent() -> Command {
+    python_script("agent.py")
+}
+
+/// A script of examples/agent-python on its venv's python.
+fn python_script(script: &str) -> Command {
     let dir = example_dir("agent-python");
     let python = dir.join(".venv/bin/python");
     assert!(
@@ -66,7 +71,7 @@ fn python_agent() -> Command {
         generated.display()
     );
     let mut cmd = Command::new(python);
-    cmd.arg(dir.join("agent.py")).current_dir(&dir);
+    cmd.arg(dir.join(script)).current_dir(&dir);
     cmd
 }
 
@@ -508,4 +513,51 @@ async fn python_agent_rerunning_a_session_stores_nothing_new() {
         str_of(&again, "/retrieved/entries/0/context_summary"),
         "User asked which hashtags performed best last month"
     );
+}
+
+// ------------------------------------------------------------ guided tour
+
+/// The README's guided tour (`examples/agent-python/tour.py`), step by step
+/// against a live server, as a user with a token from `affinity token`'s
+/// signer: every step answers, and the numbers are the ones the tour's data
+/// implies.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_guided_tour_runs_every_step_against_a_live_server() {
+    let mut tour = python_script("tour.py");
+    let s = TestServer::start().await;
+    let user = Uuid::new_v4();
+    tour.env("AFFINITY_ADDR", s.addr.to_string())
+        .env("AFFINITY_TOKEN", user_token(user))
+        .env("AFFINITY_USER_ID", user.to_string());
+    let out = run_json(tour, "the guided tour").await;
+
+    assert!(!str_of(&out, "/organization_id").is_empty());
+    assert_eq!(out["allowed"], Value::Bool(true));
+    assert_eq!(str_of(&out, "/role"), "ROLE_OWNER");
+    // The latte post shares "latte art ... coffee bar" with the espresso
+    // post; the hike shares nothing.
+    let similar = array_of(&out, "/similar");
+    assert_eq!(
+        similar.first().and_then(Value::as_str),
+        Some("latte"),
+        "{out}"
+    );
+    // A week of hourly points 1..=168, in 7 or 8 Berlin days (8 unless the
+    // week starts at Berlin midnight).
+    assert_eq!(f64_of(&out, "/points_aggregated"), 168.0);
+    assert_eq!(f64_of(&out, "/likes_sum"), (168.0 * 169.0) / 2.0);
+    let buckets = f64_of(&out, "/buckets");
+    assert!(buckets == 7.0 || buckets == 8.0, "{out}");
+    let found = array_of(&out, "/context_found");
+    assert_eq!(
+        found.first().and_then(Value::as_str),
+        Some("User asked when to post the latte art class"),
+        "{out}"
+    );
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM ai_context_logs WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(logged, 2);
 }
