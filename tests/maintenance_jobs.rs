@@ -10,10 +10,10 @@ use std::time::Duration;
 use affinity::config::Schedule;
 use affinity::store::maintenance::ARCHIVE_LOCK_KEY;
 use chrono::{Datelike, Months, Utc};
+use common::scrape;
 use common::server::TestServer;
 use common::TestDb;
 use sqlx::PgPool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 /// Every second (cron with seconds): the schedule of these tests.
@@ -48,19 +48,6 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("not within 30 s: {what}");
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await.unwrap();
-    raw.split_once("\r\n\r\n")
-        .expect("an HTTP response")
-        .1
-        .to_string()
 }
 
 /// `affinity_maintenance_runs_total` of one job and outcome (0 when absent).

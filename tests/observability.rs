@@ -2,27 +2,13 @@
 //! request id that comes back with every response.
 mod common;
 
-use std::net::SocketAddr;
-
 use affinity::proto::{self, Role};
+use common::scrape;
 use common::server::{authed, service_token, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::metadata::MetadataMap;
 use tonic::Code;
 use uuid::Uuid;
-
-/// `GET /metrics` over a plain TCP connection: the body.
-async fn scrape(addr: SocketAddr) -> String {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
 
 /// The value of the series whose line starts with `series` (name and labels).
 fn value(body: &str, series: &str) -> Option<f64> {
