@@ -29,6 +29,25 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
 }
 
+/// How `pg_ctl stop` ends the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Sessions are ended, every transaction rolled back, a checkpoint taken.
+    Fast,
+    /// The server processes are killed: the next start runs crash recovery,
+    /// as after a power cut, minus the lost page cache.
+    Immediate,
+}
+
+impl ShutdownMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
 /// A PostgreSQL cluster in a data directory, started by [`PgCluster::start`]
 /// and stopped by [`PgCluster::stop`] or on drop.
 #[derive(Debug)]
@@ -37,6 +56,7 @@ pub struct PgCluster {
     bin_dir: PathBuf,
     run_as: Option<String>,
     running: bool,
+    options: ClusterOptions,
     // Keeps a temporary directory alive (and removes it) for throwaway clusters.
     _temp: Option<tempfile::TempDir>,
 }
@@ -44,18 +64,20 @@ pub struct PgCluster {
 impl PgCluster {
     /// A new cluster in a fresh temporary directory, removed when dropped.
     pub fn start_temporary() -> Result<Self> {
+        Self::start_temporary_with(&ClusterOptions {
+            ephemeral: true,
+            ..Default::default()
+        })
+    }
+
+    /// [`PgCluster::start_temporary`] with these options.
+    pub fn start_temporary_with(options: &ClusterOptions) -> Result<Self> {
         let temp = tempfile::Builder::new()
             .prefix("affinity-pg-")
             .tempdir()
             .context("creating a temporary directory")?;
         let data_dir = temp.path().join("data");
-        let mut cluster = Self::start(
-            &data_dir,
-            &ClusterOptions {
-                ephemeral: true,
-                ..Default::default()
-            },
-        )?;
+        let mut cluster = Self::start(&data_dir, options)?;
         cluster._temp = Some(temp);
         Ok(cluster)
     }
@@ -75,6 +97,7 @@ impl PgCluster {
             bin_dir,
             run_as,
             running: false,
+            options: options.clone(),
             _temp: None,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
@@ -105,6 +128,23 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown: open sessions are ended, data is safe).
     pub fn stop(&mut self) -> Result<()> {
+        self.stop_with(ShutdownMode::Fast)
+    }
+
+    /// Starts a stopped server again on the same data directory and socket,
+    /// with the same options (after an immediate stop: crash recovery first).
+    pub fn restart_stopped(&mut self) -> Result<()> {
+        if self.running {
+            return Ok(());
+        }
+        self.clear_stale_pid()?;
+        self.pg_ctl_start(&self.options)?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server in `mode`, waiting until it is gone.
+    pub fn stop_with(&mut self, mode: ShutdownMode) -> Result<()> {
         if !self.running {
             return Ok(());
         }
@@ -114,7 +154,7 @@ impl PgCluster {
             .arg("stop")
             .arg("-D")
             .arg(&self.data_dir)
-            .args(["-m", "fast", "-w", "-t", "60"])
+            .args(["-m", mode.as_arg(), "-w", "-t", "60"])
             .output()
             .context("running pg_ctl stop")?;
         if !out.status.success() {
