@@ -621,6 +621,48 @@ fn sent(calls: &[Call]) -> Vec<Call> {
         .collect()
 }
 
+/// Every status a health Watch stream (on a connection of its own) sends,
+/// until the task is aborted.
+fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let url = format!("http://{}", svc.addr);
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let channel = Channel::from_shared(url)
+                .expect("a channel URL")
+                .connect()
+                .await
+                .expect("connecting");
+            let mut watch = HealthClient::new(channel)
+                .watch(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("watching health")
+                .into_inner();
+            while let Some(Ok(r)) = watch.next().await {
+                seen.lock().expect("health lock").push(r.status);
+            }
+        })
+    };
+    (seen, task)
+}
+
+/// Health went NOT_SERVING and then SERVING again, as `seen` by a watch.
+fn assert_health_followed_the_database(seen: &Mutex<Vec<i32>>) {
+    let seen = seen.lock().expect("health lock").clone();
+    let (serving, not_serving) = (
+        ServingStatus::Serving as i32,
+        ServingStatus::NotServing as i32,
+    );
+    let down = seen.iter().position(|s| *s == not_serving);
+    assert!(
+        down.is_some_and(|i| seen[i..].contains(&serving)),
+        "health: {seen:?} (1 SERVING, 2 NOT_SERVING)"
+    );
+}
+
 async fn wait_health(svc: &ServiceProcess, want: ServingStatus, within: Duration) {
     let until = Instant::now() + within;
     while Instant::now() < until {
@@ -674,6 +716,7 @@ async fn database_restart_under_load(mode: ShutdownMode) {
         "GetMetricsAggregated",
         "UserHasOrgPermission",
     ];
+    let (health, watcher) = watch_health(&svc);
     let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
     let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
     calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
@@ -691,6 +734,8 @@ async fn database_restart_under_load(mode: ShutdownMode) {
     calls.wait_oks(&readers, 1, up, RECOVERY).await;
     wait_health(&svc, ServingStatus::Serving, RECOVERY).await;
     stop_load(&stop, tasks).await;
+    watcher.abort();
+    assert_health_followed_the_database(&health);
 
     let all = calls.all();
     let during: Vec<&Call> = all
@@ -729,6 +774,62 @@ async fn a_database_fast_restart_under_load_gives_unavailable_then_recovers_and_
 async fn a_database_crash_restart_under_load_gives_unavailable_then_recovers_and_keeps_acknowledged_writes(
 ) {
     database_restart_under_load(ShutdownMode::Immediate).await;
+}
+
+/// PostgreSQL up but refusing connections (57P03, as during a long crash
+/// recovery) for longer than the calls' deadline: the calls must still end
+/// UNAVAILABLE, within their deadline, not DEADLINE_EXCEEDED after waiting
+/// for a connection that cannot come.
+#[tokio::test(flavor = "multi_thread")]
+async fn while_the_database_refuses_connections_during_recovery_calls_are_unavailable_within_their_deadline(
+) {
+    let mut db = TestDb::empty_durable().await;
+    let mut svc = ServiceProcess::spawn(&db.url, &[]);
+    svc.wait_serving(STARTUP).await;
+    let t = new_tenant(&svc.channel).await;
+    let shape = Shape {
+        metric_points: 20,
+        embeddings: 3,
+        stream_entries: 0,
+        reads: true,
+        deadline: DEADLINE,
+    };
+    let writers = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
+    let (health, watcher) = watch_health(&svc);
+    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
+    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
+    calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
+
+    tokio::task::block_in_place(|| {
+        db.cluster().stop_with(ShutdownMode::Fast)?;
+        db.cluster().start_refusing_connections()
+    })
+    .expect("restarting PostgreSQL as a standby");
+    let refusing = Instant::now();
+    // Calls meet the refusing server for longer than their deadline.
+    tokio::time::sleep(DEADLINE * 2).await;
+    tokio::task::block_in_place(|| db.cluster().promote()).expect("promoting PostgreSQL");
+    let up = Instant::now();
+    calls.wait_oks(&writers, 3, up, RECOVERY).await;
+    wait_health(&svc, ServingStatus::Serving, RECOVERY).await;
+    stop_load(&stop, tasks).await;
+    watcher.abort();
+    assert_health_followed_the_database(&health);
+
+    let all = calls.all();
+    let refused: Vec<&Call> = all
+        .iter()
+        .filter(|c| c.started >= refusing && c.started + c.elapsed < up)
+        .collect();
+    assert!(!refused.is_empty(), "calls met the refusing server");
+    let bad = misbehaving(&all, &[Code::Ok, Code::Unavailable], DEADLINE);
+    assert!(
+        bad.is_empty(),
+        "calls that were neither OK nor UNAVAILABLE within their deadline: {bad:#?}"
+    );
+    assert_writes_kept(&db.pool, t.org, &all, shape).await;
+    let log = terminate(svc).await;
+    assert_no_panic(&log);
 }
 
 // --- SIGKILL of the service under a write load -----------------------------

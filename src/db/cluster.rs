@@ -143,6 +143,49 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Starts a stopped server as a standby with nowhere to get WAL from and
+    /// `hot_standby` off: it is up but refuses every connection with SQLSTATE
+    /// 57P03 ("not accepting connections"), like a server in a long crash
+    /// recovery, until [`PgCluster::promote`].
+    pub fn start_refusing_connections(&mut self) -> Result<()> {
+        if self.running {
+            bail!("the server is running; stop it first");
+        }
+        let signal = self.data_dir.join("standby.signal");
+        // Only its existence counts (PostgreSQL, owner of the directory,
+        // removes it on promotion), whoever owns it.
+        std::fs::write(&signal, b"").context("creating standby.signal")?;
+        let mut options = self.options.clone();
+        options
+            .settings
+            .push(("hot_standby".to_string(), "off".to_string()));
+        self.clear_stale_pid()?;
+        self.pg_ctl_start(&options)?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Ends the standby mode of [`PgCluster::start_refusing_connections`]:
+    /// the server accepts connections again (on a new timeline), with
+    /// every committed transaction.
+    pub fn promote(&mut self) -> Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-w", "-t", "60"])
+            .output()
+            .context("running pg_ctl promote")?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl promote failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Stops the server in `mode`, waiting until it is gone.
     pub fn stop_with(&mut self, mode: ShutdownMode) -> Result<()> {
         if !self.running {
