@@ -103,29 +103,34 @@ impl Reachability {
     }
 
     /// Keeps one connection to the database (`options`, the pool's) and
-    /// pings it every 250 ms; when it fails, reconnects every 250 ms. Runs
-    /// until the task is aborted.
+    /// pings it every 250 ms. A lost connection is replaced at once (so a
+    /// session ended by an administrator is no outage); only when that
+    /// fails too is the database unreachable, until a connection succeeds.
+    /// Runs until the task is aborted.
     pub async fn probe(self, options: PgConnectOptions) {
+        let mut conn: Option<PgConnection> = None;
         loop {
-            let connected =
-                tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&options)).await;
-            match connected {
-                Ok(Ok(mut conn)) => loop {
-                    match tokio::time::timeout(PROBE_TIMEOUT, conn.ping()).await {
-                        Ok(Ok(())) => self.set(true, None),
-                        Ok(Err(e)) => {
-                            self.set(false, Some(&e));
-                            break;
-                        }
-                        Err(_) => {
-                            self.set(false, Some(&"no answer to a ping"));
-                            break;
-                        }
+            let alive = match conn.as_mut() {
+                Some(c) => matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, c.ping()).await,
+                    Ok(Ok(()))
+                ),
+                None => false,
+            };
+            if alive {
+                self.set(true, None);
+            } else {
+                conn = None;
+                match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&options))
+                    .await
+                {
+                    Ok(Ok(c)) => {
+                        conn = Some(c);
+                        self.set(true, None);
                     }
-                    tokio::time::sleep(PING_INTERVAL).await;
-                },
-                Ok(Err(e)) => self.set(false, Some(&e)),
-                Err(_) => self.set(false, Some(&"connecting timed out")),
+                    Ok(Err(e)) => self.set(false, Some(&e)),
+                    Err(_) => self.set(false, Some(&"connecting timed out")),
+                }
             }
             tokio::time::sleep(PING_INTERVAL).await;
         }
