@@ -700,7 +700,10 @@ fn assert_no_panic(log: &str) {
 // --- The database restarted under a load ---------------------------------
 
 /// Restarts PostgreSQL in `mode` while four clients write and read with a
-/// deadline, then checks every call and every acknowledged write.
+/// deadline, then checks every call, health, and every acknowledged write.
+/// Seen failing: with `synchronous_commit` off (immediate mode loses
+/// acknowledged writes); health never left SERVING before the service
+/// probed the database.
 async fn database_restart_under_load(mode: ShutdownMode) {
     // synchronous_commit on: an immediate shutdown must not lose what the
     // service acknowledged (with the throwaway default, off, this test
@@ -785,7 +788,10 @@ async fn a_database_crash_restart_under_load_gives_unavailable_then_recovers_and
 /// PostgreSQL up but refusing connections (57P03, as during a long crash
 /// recovery) for longer than the calls' deadline: the calls must still end
 /// UNAVAILABLE, within their deadline, not DEADLINE_EXCEEDED after waiting
-/// for a connection that cannot come.
+/// for a connection that cannot come. Seen failing before the service
+/// probed the database: every call waiting then ended DEADLINE_EXCEEDED
+/// (sqlx's pool retries "not accepting connections" until its 10 s acquire
+/// timeout).
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_database_refuses_connections_during_recovery_calls_are_unavailable_within_their_deadline(
 ) {
@@ -839,6 +845,12 @@ async fn while_the_database_refuses_connections_during_recovery_calls_are_unavai
 }
 
 // --- SIGKILL of the service under a write load -----------------------------
+//
+// Where the kill lands is chance: a batch written in several transactions
+// would show half-written only when the kill hits one mid-way (large
+// batches make that likely). The duplicate checks do not depend on chance:
+// acknowledged writes are retried too, and a key or natural key that did
+// not hold would store them twice.
 
 /// Retries an unacknowledged idempotent write with the same keys; returns
 /// whether the answer says the database had it already (always false for
@@ -1025,6 +1037,9 @@ async fn after_a_sigkill_mid_write_acknowledged_writes_are_kept_batches_are_whol
 }
 
 // --- SIGTERM under load -----------------------------------------------------
+//
+// Seen failing with AFFINITY_SHUTDOWN_GRACE_SECS=0: the in-flight call is
+// cut off ("transport error").
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_refused_and_the_exit_is_clean(
@@ -1241,7 +1256,8 @@ fn bundled_migrations() -> Vec<i64> {
 
 /// `n` replicas started at the same moment on `db`: the migrations are
 /// applied once, no replica logs an error, each serves an authenticated
-/// call.
+/// call. Seen failing with sqlx's migration lock turned off: replicas exit
+/// with status 1 on migrations another one applied meanwhile.
 async fn replicas_start_together(db: &TestDb, n: usize) {
     let mut replicas: Vec<ServiceProcess> = (0..n)
         .map(|_| ServiceProcess::spawn(&db.url, &[]))
