@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::body::Body;
 
+use crate::db::pool::Reachability;
+
 /// When the call's client stops waiting (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub Instant);
@@ -43,19 +45,34 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct DeadlineLayer;
+/// Ends calls at their deadline: DEADLINE_EXCEEDED, or UNAVAILABLE when the
+/// database does not answer then (the call was waiting for it: the
+/// contract's code for a database that is down or restarting).
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    database: Reachability,
+}
+
+impl DeadlineLayer {
+    pub fn new(database: Reachability) -> Self {
+        DeadlineLayer { database }
+    }
+}
 
 impl<S> tower::Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService { inner }
+        DeadlineService {
+            inner,
+            database: self.database.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct DeadlineService<S> {
     inner: S,
+    database: Reachability,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -85,9 +102,14 @@ where
         let deadline = Instant::now() + timeout.saturating_sub(MARGIN);
         req.extensions_mut().insert(Deadline(deadline));
         let call = self.inner.call(req);
+        let database = self.database.clone();
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, call).await {
                 Ok(res) => res,
+                Err(_) if !database.is_reachable() => Ok(tonic::Status::unavailable(
+                    "the database is unavailable; retry shortly",
+                )
+                .into_http()),
                 // Dropping the call rolls its transaction back; its statement
                 // was already bounded by the same deadline.
                 Err(_) => Ok(tonic::Status::deadline_exceeded(

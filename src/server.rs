@@ -151,7 +151,7 @@ pub async fn run_with_metrics(
                 })
                 .on_failure(()),
         )
-        .layer(crate::deadline::DeadlineLayer)
+        .layer(crate::deadline::DeadlineLayer::new(state.reachability.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -254,6 +254,29 @@ pub async fn run_with_metrics(
             set_status(&mut health, ServingStatus::Serving).await;
             metrics.set_ready(true);
             tracing::info!(%addr, "SERVING");
+            // From now on health follows the database: NOT_SERVING while it
+            // does not answer, SERVING again when it does.
+            let probe = AbortOnDrop(tokio::spawn(
+                state
+                    .reachability
+                    .clone()
+                    .probe((*pool.connect_options()).clone()),
+            ));
+            let follower = {
+                let mut changes = state.reachability.subscribe();
+                let (mut health, metrics) = (health.clone(), metrics.clone());
+                AbortOnDrop(tokio::spawn(async move {
+                    while changes.changed().await.is_ok() {
+                        let up = *changes.borrow_and_update();
+                        let status = match up {
+                            true => ServingStatus::Serving,
+                            false => ServingStatus::NotServing,
+                        };
+                        set_status(&mut health, status).await;
+                        metrics.set_ready(up);
+                    }
+                }))
+            };
             tokio::select! {
                 _ = &mut shutdown => {}
                 r = &mut server => {
@@ -261,6 +284,8 @@ pub async fn run_with_metrics(
                     r.context("gRPC server task")?.context("gRPC server")?;
                 }
             }
+            // Before `stop` says NOT_SERVING for good.
+            drop((follower, probe));
             listener.abort();
             Some(pool)
         }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::config::Config;
+use crate::db::pool::Reachability;
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::MembershipCache;
@@ -29,6 +30,9 @@ pub struct ApiState {
     pub config: Config,
     /// Membership roles, kept fresh by the database's change notifications.
     pub membership: MembershipCache,
+    /// Whether the database answers (a probe's view): calls fail fast with
+    /// UNAVAILABLE while it does not.
+    pub reachability: Reachability,
     db: OnceLock<Database>,
 }
 
@@ -43,6 +47,7 @@ impl ApiState {
         ApiState {
             config,
             membership: MembershipCache::new(),
+            reachability: Reachability::new(),
             db: OnceLock::new(),
         }
     }
@@ -69,9 +74,15 @@ impl ApiState {
     }
 
     pub fn pool(&self) -> ApiResult<&PgPool> {
-        self.db.get().map(|d| &d.pool).ok_or_else(|| {
+        let pool = self.db.get().map(|d| &d.pool).ok_or_else(|| {
             ApiError::Unavailable("the service is starting: the database is not ready yet".into())
-        })
+        })?;
+        if !self.reachability.is_reachable() {
+            return Err(ApiError::Unavailable(
+                "the database is unavailable; retry shortly".into(),
+            ));
+        }
+        Ok(pool)
     }
 
     /// The database connection of a call, taken after authorization (which

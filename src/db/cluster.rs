@@ -29,6 +29,25 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
 }
 
+/// How `pg_ctl stop` ends the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Sessions are ended, every transaction rolled back, a checkpoint taken.
+    Fast,
+    /// The server processes are killed: the next start runs crash recovery,
+    /// as after a power cut, minus the lost page cache.
+    Immediate,
+}
+
+impl ShutdownMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
 /// A PostgreSQL cluster in a data directory, started by [`PgCluster::start`]
 /// and stopped by [`PgCluster::stop`] or on drop.
 #[derive(Debug)]
@@ -37,6 +56,7 @@ pub struct PgCluster {
     bin_dir: PathBuf,
     run_as: Option<String>,
     running: bool,
+    options: ClusterOptions,
     // Keeps a temporary directory alive (and removes it) for throwaway clusters.
     _temp: Option<tempfile::TempDir>,
 }
@@ -44,18 +64,20 @@ pub struct PgCluster {
 impl PgCluster {
     /// A new cluster in a fresh temporary directory, removed when dropped.
     pub fn start_temporary() -> Result<Self> {
+        Self::start_temporary_with(&ClusterOptions {
+            ephemeral: true,
+            ..Default::default()
+        })
+    }
+
+    /// [`PgCluster::start_temporary`] with these options.
+    pub fn start_temporary_with(options: &ClusterOptions) -> Result<Self> {
         let temp = tempfile::Builder::new()
             .prefix("affinity-pg-")
             .tempdir()
             .context("creating a temporary directory")?;
         let data_dir = temp.path().join("data");
-        let mut cluster = Self::start(
-            &data_dir,
-            &ClusterOptions {
-                ephemeral: true,
-                ..Default::default()
-            },
-        )?;
+        let mut cluster = Self::start(&data_dir, options)?;
         cluster._temp = Some(temp);
         Ok(cluster)
     }
@@ -75,6 +97,7 @@ impl PgCluster {
             bin_dir,
             run_as,
             running: false,
+            options: options.clone(),
             _temp: None,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
@@ -105,6 +128,66 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown: open sessions are ended, data is safe).
     pub fn stop(&mut self) -> Result<()> {
+        self.stop_with(ShutdownMode::Fast)
+    }
+
+    /// Starts a stopped server again on the same data directory and socket,
+    /// with the same options (after an immediate stop: crash recovery first).
+    pub fn restart_stopped(&mut self) -> Result<()> {
+        if self.running {
+            return Ok(());
+        }
+        self.clear_stale_pid()?;
+        self.pg_ctl_start(&self.options)?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Starts a stopped server as a standby with nowhere to get WAL from and
+    /// `hot_standby` off: it is up but refuses every connection with SQLSTATE
+    /// 57P03 ("not accepting connections"), like a server in a long crash
+    /// recovery, until [`PgCluster::promote`].
+    pub fn start_refusing_connections(&mut self) -> Result<()> {
+        if self.running {
+            bail!("the server is running; stop it first");
+        }
+        let signal = self.data_dir.join("standby.signal");
+        // Only its existence counts (PostgreSQL, owner of the directory,
+        // removes it on promotion), whoever owns it.
+        std::fs::write(&signal, b"").context("creating standby.signal")?;
+        let mut options = self.options.clone();
+        options
+            .settings
+            .push(("hot_standby".to_string(), "off".to_string()));
+        self.clear_stale_pid()?;
+        self.pg_ctl_start(&options)?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Ends the standby mode of [`PgCluster::start_refusing_connections`]:
+    /// the server accepts connections again (on a new timeline), with
+    /// every committed transaction.
+    pub fn promote(&mut self) -> Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-w", "-t", "60"])
+            .output()
+            .context("running pg_ctl promote")?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl promote failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the server in `mode`, waiting until it is gone.
+    pub fn stop_with(&mut self, mode: ShutdownMode) -> Result<()> {
         if !self.running {
             return Ok(());
         }
@@ -114,7 +197,7 @@ impl PgCluster {
             .arg("stop")
             .arg("-D")
             .arg(&self.data_dir)
-            .args(["-m", "fast", "-w", "-t", "60"])
+            .args(["-m", mode.as_arg(), "-w", "-t", "60"])
             .output()
             .context("running pg_ctl stop")?;
         if !out.status.success() {

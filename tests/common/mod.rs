@@ -2,9 +2,10 @@
 //! (initdb into a temporary directory, unix socket only), torn down at the end.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod server;
 
-use affinity::db::cluster::PgCluster;
+use affinity::db::cluster::{ClusterOptions, PgCluster};
 use affinity::db::migrate::MIGRATOR;
 use affinity::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -15,13 +16,32 @@ pub struct TestDb {
     pub pool: PgPool,
     pub url: String,
     // Dropped last: stops the server and removes its directory.
-    _cluster: PgCluster,
+    cluster: PgCluster,
 }
 
 impl TestDb {
     /// A fresh cluster with an empty database `affinity`.
     pub async fn empty() -> TestDb {
         let cluster = PgCluster::start_temporary().expect("starting a throwaway PostgreSQL");
+        Self::create_in(cluster).await
+    }
+
+    /// A fresh, empty database whose server the test may stop and start
+    /// again ([`TestDb::cluster`]), and whose commits survive a crash of the
+    /// server: `synchronous_commit` on (the throwaway default is off, which
+    /// loses the last commits when PostgreSQL is killed). fsync stays off:
+    /// the operating system does not crash in these tests.
+    pub async fn empty_durable() -> TestDb {
+        let cluster = PgCluster::start_temporary_with(&ClusterOptions {
+            ephemeral: true,
+            // Given after the ephemeral settings, so it wins.
+            settings: vec![("synchronous_commit".into(), "on".into())],
+        })
+        .expect("starting a throwaway PostgreSQL");
+        Self::create_in(cluster).await
+    }
+
+    async fn create_in(cluster: PgCluster) -> TestDb {
         let admin = connect(&cluster.url("postgres")).await;
         sqlx::query("CREATE DATABASE affinity")
             .execute(&admin)
@@ -30,11 +50,7 @@ impl TestDb {
         admin.close().await;
         let url = cluster.url("affinity");
         let pool = connect(&url).await;
-        TestDb {
-            pool,
-            url,
-            _cluster: cluster,
-        }
+        TestDb { pool, url, cluster }
     }
 
     /// A fresh database with every migration applied.
@@ -52,6 +68,11 @@ impl TestDb {
             .await
             .expect("filling the legacy database");
         (db, stats)
+    }
+
+    /// The cluster, to stop and start its server.
+    pub fn cluster(&mut self) -> &mut PgCluster {
+        &mut self.cluster
     }
 
     pub async fn migrate(&self) {
