@@ -5,7 +5,7 @@
 pub mod server;
 
 use affinity::db::cluster::PgCluster;
-use affinity::db::migrate::MIGRATOR;
+use affinity::db::migrate;
 use affinity::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -55,7 +55,7 @@ impl TestDb {
     }
 
     pub async fn migrate(&self) {
-        MIGRATOR.run(&self.pool).await.expect("running migrations");
+        migrate::run(&self.pool).await.expect("running migrations");
     }
 }
 
