@@ -124,11 +124,11 @@ async fn applied_migrations(conn: &mut PgConnection) -> anyhow::Result<Vec<(i64,
     if !exists {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_as(
-        "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+    Ok(
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?,
     )
-    .fetch_all(&mut *conn)
-    .await?)
 }
 
 async fn apply_pending(conn: &mut PgConnection) -> anyhow::Result<usize> {
@@ -150,7 +150,10 @@ async fn apply_pending(conn: &mut PgConnection) -> anyhow::Result<usize> {
         }
     }
     let mut pending = Vec::new();
-    for m in MIGRATOR.iter().filter(|m| !m.migration_type.is_down_migration()) {
+    for m in MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
         match applied.iter().find(|(v, ..)| *v == m.version) {
             Some((_, checksum, _)) if checksum.as_slice() != &*m.checksum => anyhow::bail!(
                 "migration {} ({}) was changed after it was applied: its checksum differs from \
@@ -177,14 +180,12 @@ async fn apply_pending(conn: &mut PgConnection) -> anyhow::Result<usize> {
     tx.execute(CREATE_MIGRATIONS_TABLE).await?;
     if pending[0].version == MIGRATOR.iter().map(|m| m.version).min().unwrap_or(0) {
         tracing::info!("checking the legacy data before phase 01");
-        tx.execute(LEGACY_CHECKS)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "migration refused before phase 01, nothing was applied: {}",
-                    db_message(&e)
-                )
-            })?;
+        tx.execute(LEGACY_CHECKS).await.map_err(|e| {
+            anyhow::anyhow!(
+                "migration refused before phase 01, nothing was applied: {}",
+                db_message(&e)
+            )
+        })?;
     }
     for m in &pending {
         let phase_started = Instant::now();
@@ -331,7 +332,10 @@ async fn rollback_locked(conn: &mut PgConnection) -> anyhow::Result<RolledBack> 
     if !legacy_posts {
         anyhow::bail!("rollback refused: neither posts_backup nor posts exists any more");
     }
-    tracing::info!(migrations = applied.len(), "rolling back to the legacy schema");
+    tracing::info!(
+        migrations = applied.len(),
+        "rolling back to the legacy schema"
+    );
     tx.execute(ROLLBACK_SQL)
         .await
         .map_err(|e| anyhow::anyhow!("rollback failed, nothing was changed: {}", db_message(&e)))?;
@@ -351,11 +355,10 @@ pub struct Check {
 
 /// verify_migration_integrity(), every check.
 pub async fn verify(pool: &PgPool) -> anyhow::Result<Vec<Check>> {
-    let exists: bool = sqlx::query_scalar(
-        "SELECT to_regproc('public.verify_migration_integrity') IS NOT NULL",
-    )
-    .fetch_one(pool)
-    .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regproc('public.verify_migration_integrity') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
     if !exists {
         anyhow::bail!(
             "the database is not migrated (no verify_migration_integrity()): run `affinity migrate` first"
