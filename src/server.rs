@@ -470,7 +470,9 @@ pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
 /// `affinity migrate --rollback`: back to the legacy schema, exit.
 pub async fn rollback_only(config: Config) -> anyhow::Result<()> {
     let db = OneShotDb::open(&config).await?;
-    let result = migrate::rollback(&db.pool).await;
+    let result = migrate::rollback(&db.pool)
+        .await
+        .context("rolling back the migrations");
     db.close().await?;
     let done = result?;
     tracing::info!(

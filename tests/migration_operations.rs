@@ -413,3 +413,42 @@ async fn verify_prints_the_checks_and_fails_on_a_lost_row_and_finalize_waits_for
             .unwrap();
     assert_eq!(left, None);
 }
+
+/// sqlx's own runner (the one earlier versions used), stopped after the
+/// first `n` phases, as a failed or interrupted earlier upgrade leaves it.
+async fn sqlx_runner_up_to(pool: &PgPool, n: usize) {
+    let first = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(MIGRATOR.migrations[..n].to_vec()),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    };
+    first.run(pool).await.expect("sqlx's runner");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_half_migrated_by_sqlx_s_runner_rolls_back_or_completes() {
+    let (db, _) = TestDb::legacy(&LegacyConfig::small()).await;
+    let legacy = state(&db.pool).await;
+
+    // Phases 01-03 applied by sqlx's runner, one transaction each: rollback
+    // undoes them.
+    sqlx_runner_up_to(&db.pool, 3).await;
+    assert_succeeded(&run_binary(&db, &["migrate", "--rollback"], LIMIT).await);
+    assert_eq!(state(&db.pool).await, legacy);
+
+    // Nothing applied: nothing to roll back, nothing changed.
+    let run = run_binary(&db, &["migrate", "--rollback"], LIMIT).await;
+    assert_failed_with(&run, &["rollback refused", "no migration was applied"]);
+    assert_eq!(state(&db.pool).await, legacy);
+
+    // Our runner completes what sqlx's started, and every check passes.
+    sqlx_runner_up_to(&db.pool, 3).await;
+    assert_eq!(migrate::run(&db.pool).await.expect("our runner"), 2);
+    let failed: Vec<String> =
+        sqlx::query_scalar("SELECT check_name FROM verify_migration_integrity() WHERE NOT passed")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+}

@@ -77,12 +77,22 @@ fn phase(m: &Migration) -> String {
     format!("{:02}", m.version % 100)
 }
 
-/// The message of a database error (a RAISE's text) without sqlx's prefix.
+/// The message of a database error (a RAISE's text, or PostgreSQL's), with
+/// its detail and hint, without sqlx's prefix.
 fn db_message(e: &sqlx::Error) -> String {
-    match e.as_database_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
+    let Some(d) = e.as_database_error() else {
+        return e.to_string();
+    };
+    let mut out = d.message().to_string();
+    if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(detail) = pg.detail() {
+            out.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = pg.hint() {
+            out.push_str(&format!("; hint: {hint}"));
+        }
     }
+    out
 }
 
 /// Applies every pending migration in one transaction, after checking that
@@ -298,12 +308,17 @@ async fn rollback_locked(conn: &mut PgConnection) -> anyhow::Result<RolledBack> 
             unknown.join(", ")
         );
     }
-    let finalized: Option<String> = sqlx::query_scalar(
-        "SELECT CASE WHEN to_regclass('public.migration_events') IS NULL THEN NULL
-                ELSE (SELECT at::text FROM migration_events WHERE event = 'finalized') END",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let has_events: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.migration_events') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    let finalized: Option<String> = if has_events {
+        sqlx::query_scalar("SELECT at::text FROM migration_events WHERE event = 'finalized'")
+            .fetch_optional(&mut *tx)
+            .await?
+    } else {
+        None
+    };
     if let Some(at) = finalized {
         anyhow::bail!(
             "rollback refused: finalize_migration_cleanup() dropped the legacy backups at {at}; \

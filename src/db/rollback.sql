@@ -29,7 +29,8 @@ BEGIN
         END IF;
     END LOOP;
     FOREACH t IN ARRAY ARRAY['content_generations', 'hashtag_analytics'] LOOP
-        IF to_regclass('archive.' || t) IS NOT NULL THEN
+        -- (to_regclass raises when the schema does not exist)
+        IF to_regnamespace('archive') IS NOT NULL AND to_regclass('archive.' || t) IS NOT NULL THEN
             IF EXISTS (SELECT 1 FROM migration_legacy_snapshot s WHERE s.table_name = t) THEN
                 IF to_regclass('public.' || t) IS NOT NULL THEN
                     RAISE EXCEPTION 'both archive.% and public.% exist', t, t;
@@ -53,7 +54,7 @@ DROP VIEW IF EXISTS posts_unified, analytics_dashboard, top_performing_posts;
 -- triggers and indexes, go with their tables).
 DROP TABLE IF EXISTS
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05
-    scraped_posts, migration_events, archive.time_series_metrics,              -- 04
+    scraped_posts, migration_events,                                           -- 04
     ai_context_logs, organization_members, organizations,                      -- 03
     embeddings, vector_index_dimensions, time_series_metrics,                  -- 02
     post_media_links, media_files, post_insights, posts_content, posts_core,   -- 01
@@ -73,13 +74,20 @@ DROP FUNCTION IF EXISTS
 
 DROP TYPE IF EXISTS org_role;
 
--- Schema `archive` (phase 04), unless something else lives in it.
+-- Schema `archive` (phase 04) with its table of archived metric points,
+-- unless something else lives in it. (Names, not casts: a constant
+-- 'archive'::regnamespace fails when the schema does not exist.)
 DO $$
+DECLARE
+    ns oid := to_regnamespace('archive');
 BEGIN
-    IF to_regnamespace('archive') IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = 'archive'::regnamespace)
-       AND NOT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = 'archive'::regnamespace)
-       AND NOT EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = 'archive'::regnamespace) THEN
+    IF ns IS NULL THEN
+        RETURN;
+    END IF;
+    DROP TABLE IF EXISTS archive.time_series_metrics;
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = ns)
+       AND NOT EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = ns)
+       AND NOT EXISTS (SELECT 1 FROM pg_type WHERE typnamespace = ns) THEN
         DROP SCHEMA archive;
     END IF;
 END;
