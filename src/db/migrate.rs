@@ -103,26 +103,25 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<usize> {
     // sqlx's migration advisory lock: replicas starting together (or an
     // older replica running sqlx's own runner) migrate one at a time; the
     // others wait, then find nothing pending.
+    tracing::info!("taking the migration lock (waits while another replica migrates)");
     conn.lock()
         .await
         .context("taking the migration advisory lock")?;
     let result = apply_pending(&mut conn).await;
-    let result = unlock(&mut conn, result).await;
-    if result.is_err() {
-        // Never hand a connection in an unknown state back to the pool.
-        conn.close_on_drop();
-    }
+    unlock(conn, result.is_err()).await;
     result
 }
 
-/// Releases the lock taken by `conn.lock()`; `result` wins over an unlock
-/// error. Should unlocking fail, the lock goes with the session: the caller
-/// closes the connection.
-async fn unlock<T>(conn: &mut PgConnection, result: anyhow::Result<T>) -> anyhow::Result<T> {
-    let unlocked = conn.unlock().await;
-    let value = result?;
-    unlocked.context("releasing the migration advisory lock")?;
-    Ok(value)
+/// Releases the lock taken by `conn.lock()`. A connection whose work failed
+/// or that cannot unlock is closed, not handed back to the pool (closing
+/// the session releases the lock too).
+async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bool) {
+    if let Err(e) = conn.unlock().await {
+        tracing::warn!(error = %e, "releasing the migration advisory lock; closing the connection instead");
+        conn.close_on_drop();
+    } else if failed {
+        conn.close_on_drop();
+    }
 }
 
 /// (version, checksum, success) of the migrations the database records.
@@ -284,10 +283,7 @@ pub async fn rollback(pool: &PgPool) -> anyhow::Result<RolledBack> {
         .await
         .context("taking the migration advisory lock")?;
     let result = rollback_locked(&mut conn).await;
-    let result = unlock(&mut conn, result).await;
-    if result.is_err() {
-        conn.close_on_drop();
-    }
+    unlock(conn, result.is_err()).await;
     result
 }
 
