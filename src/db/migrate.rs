@@ -174,6 +174,14 @@ async fn apply_pending(conn: &mut PgConnection) -> anyhow::Result<usize> {
             None => pending.push(m),
         }
     }
+    if let Some(m) = pending.iter().find(|m| m.no_tx) {
+        // Such a file (`-- no-transaction`) would break the all-or-nothing promise.
+        anyhow::bail!(
+            "migration {} ({}) asks to run outside a transaction, which this runner refuses",
+            m.version,
+            m.description
+        );
+    }
     if pending.is_empty() {
         tx.rollback().await?;
         tracing::info!("migrations: nothing pending");
