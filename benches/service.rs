@@ -36,7 +36,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use affinity::db::migrate::MIGRATOR;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
@@ -154,7 +153,7 @@ async fn main() -> Result<()> {
         env::create_database(&cluster, true).await?;
         pool = env::connect(&url, 2).await?;
     }
-    MIGRATOR.run(&pool).await.context(
+    affinity::db::migrate::run(&pool).await.context(
         "migrating the benchmark database (a migration changed since this data directory \
          was loaded? use a fresh --data-dir)",
     )?;

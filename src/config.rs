@@ -28,8 +28,30 @@ pub enum Command {
     Serve(Config),
     /// Print a JWT signed with the service's secret, for local use.
     Token(TokenArgs),
-    /// Apply the bundled migrations to the database, then exit.
-    Migrate(Config),
+    /// Apply the bundled migrations to the database (every pending phase in
+    /// one transaction), then exit. With --rollback: return a migrated legacy
+    /// database to the legacy schema instead.
+    Migrate(MigrateArgs),
+    /// Print verify_migration_integrity() as a table; exit 1 when a check fails.
+    Verify(Config),
+    /// Drop the legacy *_backup tables (finalize_migration_cleanup()), only
+    /// when every integrity check passes. Rollback is impossible afterwards.
+    Finalize(Config),
+}
+
+/// `affinity migrate`: the database settings of `serve`, and the direction.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Undo the migrations of a legacy database: the *_backup and archived
+    /// tables become the legacy tables again, with every legacy row; every
+    /// object the migrations created is dropped (with what was written into
+    /// it since). Refused after `affinity finalize`, and on a schema built on
+    /// an empty database.
+    #[arg(long)]
+    pub rollback: bool,
+
+    #[command(flatten)]
+    pub config: Config,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,4 +1,5 @@
-//! The `affinity` binary: `serve` (the default), `token`, `migrate`.
+//! The `affinity` binary: `serve` (the default), `token`, `migrate`
+//! (`--rollback`), `verify`, `finalize`.
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -69,9 +70,26 @@ async fn main() -> ExitCode {
             init_logging(config.log_format);
             serve(config).await
         }
-        Command::Migrate(config) => {
+        Command::Migrate(args) => {
+            init_logging(args.config.log_format);
+            if args.rollback {
+                server::rollback_only(args.config).await
+            } else {
+                server::migrate_only(args.config).await
+            }
+        }
+        Command::Verify(config) => {
             init_logging(config.log_format);
-            server::migrate_only(config).await
+            match server::verify_only(config).await {
+                // Checks ran and one failed: exit 1, like an error.
+                Ok(false) => return ExitCode::FAILURE,
+                Ok(true) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Finalize(config) => {
+            init_logging(config.log_format);
+            server::finalize_only(config).await
         }
         Command::Token(args) => token(args),
     };

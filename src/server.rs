@@ -28,7 +28,7 @@ use crate::api::ApiState;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
-use crate::db::migrate::MIGRATOR;
+use crate::db::migrate;
 use crate::db::pool::{connect_with_retry, connect_with_timeout};
 use crate::membership::MembershipCache;
 use crate::observability::{self, Metrics, ObserveLayer};
@@ -208,8 +208,7 @@ pub async fn run_with_metrics(
         let setup = connect_with_retry(&url, 2).await?;
         tracing::info!("connected; running migrations");
         let migrated = async {
-            MIGRATOR
-                .run(&setup)
+            migrate::run(&setup)
                 .await
                 .context("migrating the database")?;
             if let Err(e) = metrics.record_migrations(&setup).await {
@@ -447,29 +446,106 @@ async fn add_rollup_zones(pool: &sqlx::PgPool, zones: &[String]) -> anyhow::Resu
     Ok(())
 }
 
+/// The database of the one-shot commands (`migrate`, `verify`,
+/// `finalize`): DATABASE_URL, else the embedded one, started for the command.
+struct OneShotDb {
+    pool: sqlx::PgPool,
+    embedded: Option<EmbeddedDb>,
+}
+
+impl OneShotDb {
+    async fn open(config: &Config) -> anyhow::Result<OneShotDb> {
+        let mut embedded = None;
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let db = EmbeddedDb::start(&config.data_dir()).await?;
+                let url = db.url();
+                embedded = Some(db);
+                url
+            }
+        };
+        let pool = connect_with_retry(&url, 2).await?;
+        Ok(OneShotDb { pool, embedded })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        if let Some(db) = self.embedded {
+            db.stop().await?;
+        }
+        Ok(())
+    }
+}
+
 /// `affinity migrate`: connect, apply the bundled migrations, exit.
 pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
-    let mut embedded_db = None;
-    let url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => {
-            let db = EmbeddedDb::start(&config.data_dir()).await?;
-            let url = db.url();
-            embedded_db = Some(db);
-            url
-        }
-    };
-    let pool = connect_with_retry(&url, 2).await?;
-    let result = match MIGRATOR.run(&pool).await.context("migrating the database") {
-        Ok(()) => add_rollup_zones(&pool, &config.metric_rollup_zones).await,
+    let db = OneShotDb::open(&config).await?;
+    let result = match migrate::run(&db.pool)
+        .await
+        .context("migrating the database")
+    {
+        Ok(_) => add_rollup_zones(&db.pool, &config.metric_rollup_zones).await,
         Err(e) => Err(e),
     };
-    pool.close().await;
-    if let Some(db) = embedded_db {
-        db.stop().await?;
-    }
+    db.close().await?;
     result?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// `affinity migrate --rollback`: back to the legacy schema, exit.
+pub async fn rollback_only(config: Config) -> anyhow::Result<()> {
+    let db = OneShotDb::open(&config).await?;
+    let result = migrate::rollback(&db.pool)
+        .await
+        .context("rolling back the migrations");
+    db.close().await?;
+    let done = result?;
+    tracing::info!(
+        migrations = done.migrations,
+        "rolled back to the legacy schema"
+    );
+    println!(
+        "rolled back {} migrations: the database is in the legacy schema",
+        done.migrations
+    );
+    Ok(())
+}
+
+/// `affinity verify`: prints the integrity checks; Ok(false) when one fails.
+pub async fn verify_only(config: Config) -> anyhow::Result<bool> {
+    let db = OneShotDb::open(&config).await?;
+    let checks = migrate::verify(&db.pool).await;
+    db.close().await?;
+    let checks = checks?;
+    print!("{}", migrate::format_checks(&checks));
+    Ok(checks.iter().all(|c| c.passed))
+}
+
+/// `affinity finalize`: drops the legacy backups, only when verify passes.
+pub async fn finalize_only(config: Config) -> anyhow::Result<()> {
+    let db = OneShotDb::open(&config).await?;
+    let result = async {
+        let checks = migrate::verify(&db.pool).await?;
+        print!("{}", migrate::format_checks(&checks));
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.check_name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "finalize refused, nothing was dropped: integrity checks failed: {}",
+                failed.join(", ")
+            );
+        }
+        migrate::finalize(&db.pool).await
+    }
+    .await;
+    db.close().await?;
+    let done = result?;
+    println!("finalized: {done}");
     Ok(())
 }
 

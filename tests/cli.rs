@@ -74,3 +74,18 @@ fn token_mints_a_verifiable_token_for_each_role() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AFFINITY_JWT_SECRET"));
 }
+
+#[test]
+fn help_lists_verify_finalize_and_the_rollback_flag() {
+    let out = affinity(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in ["serve", "migrate", "verify", "finalize", "token"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let out = affinity(&["migrate", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--rollback"), "{help}");
+    assert!(help.contains("DATABASE_URL"), "{help}");
+}

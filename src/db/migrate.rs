@@ -1,7 +1,419 @@
-//! The bundled migrations (`migrations/`), embedded in the binary.
-use sqlx::migrate::Migrator;
+//! The bundled migrations (`migrations/`), embedded in the binary, and our
+//! own runner for them: every pending phase in ONE transaction (a failure
+//! anywhere leaves the database exactly as it was), logging each phase's
+//! duration and row counts as it goes; the rollback to the legacy schema;
+//! and the integrity verification and finalize steps.
+//!
+//! Bookkeeping stays sqlx's: the `_sqlx_migrations` table, its checksums and
+//! its advisory lock id are the ones `sqlx::migrate::Migrator` uses, so a
+//! database migrated by the earlier sqlx runner is recognised as such.
+use std::time::Instant;
 
-/// Phases 01-04 of the schema refactoring. sqlx runs each file in its own
-/// transaction, records it in `_sqlx_migrations`, and holds an advisory lock
-/// while migrating, so replicas starting together apply each phase once.
+use anyhow::Context;
+use sqlx::migrate::{Migrate, Migration, Migrator};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+/// Phases 01-05 of the schema refactoring (sqlx reads and checksums the files).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The tables each phase produces, whose row counts its progress line logs.
+const PHASE_TABLES: &[(i64, &[&str])] = &[
+    (
+        20240101000001,
+        &[
+            "posts_core",
+            "posts_content",
+            "media_files",
+            "post_media_links",
+            "post_insights",
+        ],
+    ),
+    (20240101000002, &["time_series_metrics", "embeddings"]),
+    (
+        20240101000003,
+        &["organizations", "organization_members", "ai_context_logs"],
+    ),
+    (
+        20240101000004,
+        &[
+            "scraped_posts",
+            "posts_backup",
+            "post_analytics_backup",
+            "chat_messages_backup",
+            "instagram_scraped_posts_backup",
+            "scraped_instagram_data_backup",
+            "archive.content_generations",
+            "archive.hashtag_analytics",
+        ],
+    ),
+    (
+        20240101000005,
+        &["metric_rollups_hourly", "metric_rollups_daily"],
+    ),
+];
+
+/// The last migration [`rollback`] knows how to undo. A new migration file
+/// must extend `rollback.sql` (and this constant) with what it creates.
+pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000005;
+
+/// Checks of the legacy data that the phases rely on, run in the migration's
+/// transaction before phase 01 (they raise naming the offending rows).
+const LEGACY_CHECKS: &str = include_str!("legacy_checks.sql");
+
+/// Undoes phases 01-05 on a legacy database (see [`rollback`]).
+const ROLLBACK_SQL: &str = include_str!("rollback.sql");
+
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// "01" for 20240101000001: how operators and the files name the phases.
+fn phase(m: &Migration) -> String {
+    format!("{:02}", m.version % 100)
+}
+
+/// The message of a database error (a RAISE's text, or PostgreSQL's), with
+/// its detail and hint, without sqlx's prefix.
+fn db_message(e: &sqlx::Error) -> String {
+    let Some(d) = e.as_database_error() else {
+        return e.to_string();
+    };
+    let mut out = d.message().to_string();
+    if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(detail) = pg.detail() {
+            out.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = pg.hint() {
+            out.push_str(&format!("; hint: {hint}"));
+        }
+    }
+    out
+}
+
+/// Applies every pending migration in one transaction, after checking that
+/// the applied ones are the bundled ones unchanged. Returns how many it
+/// applied. On error nothing was applied.
+pub async fn run(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut conn = pool.acquire().await.context("connecting to migrate")?;
+    // sqlx's migration advisory lock: replicas starting together (or an
+    // older replica running sqlx's own runner) migrate one at a time; the
+    // others wait, then find nothing pending.
+    tracing::info!("taking the migration lock (waits while another replica migrates)");
+    conn.lock()
+        .await
+        .context("taking the migration advisory lock")?;
+    let result = apply_pending(&mut conn).await;
+    unlock(conn, result.is_err()).await;
+    result
+}
+
+/// Releases the lock taken by `conn.lock()`. A connection whose work failed
+/// or that cannot unlock is closed, not handed back to the pool (closing
+/// the session releases the lock too).
+async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bool) {
+    if let Err(e) = conn.unlock().await {
+        tracing::warn!(error = %e, "releasing the migration advisory lock; closing the connection instead");
+        conn.close_on_drop();
+    } else if failed {
+        conn.close_on_drop();
+    }
+}
+
+/// (version, checksum, success) of the migrations the database records.
+async fn applied_migrations(conn: &mut PgConnection) -> anyhow::Result<Vec<(i64, Vec<u8>, bool)>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+async fn apply_pending(conn: &mut PgConnection) -> anyhow::Result<usize> {
+    let mut tx = conn.begin().await?;
+    let applied = applied_migrations(&mut tx).await?;
+    // The same refusals as sqlx's runner.
+    if let Some((version, ..)) = applied.iter().find(|(_, _, success)| !success) {
+        anyhow::bail!(
+            "migration {version} is recorded as partially applied (success = false in \
+             _sqlx_migrations): repair the database by hand"
+        );
+    }
+    for (version, ..) in &applied {
+        if !MIGRATOR.iter().any(|m| m.version == *version) {
+            anyhow::bail!(
+                "the database records migration {version}, which this affinity does not bundle \
+                 (migrated by a newer version?)"
+            );
+        }
+    }
+    let mut pending = Vec::new();
+    for m in MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        match applied.iter().find(|(v, ..)| *v == m.version) {
+            Some((_, checksum, _)) if checksum.as_slice() != &*m.checksum => anyhow::bail!(
+                "migration {} ({}) was changed after it was applied: its checksum differs from \
+                 the one recorded in _sqlx_migrations",
+                m.version,
+                m.description
+            ),
+            Some(_) => {}
+            None => pending.push(m),
+        }
+    }
+    if let Some(m) = pending.iter().find(|m| m.no_tx) {
+        // Such a file (`-- no-transaction`) would break the all-or-nothing promise.
+        anyhow::bail!(
+            "migration {} ({}) asks to run outside a transaction, which this runner refuses",
+            m.version,
+            m.description
+        );
+    }
+    if pending.is_empty() {
+        tx.rollback().await?;
+        tracing::info!("migrations: nothing pending");
+        return Ok(0);
+    }
+
+    let started = Instant::now();
+    tracing::info!(
+        pending = pending.len(),
+        first = %phase(pending[0]),
+        "migrations: applying every pending phase in one transaction"
+    );
+    tx.execute(CREATE_MIGRATIONS_TABLE).await?;
+    if pending[0].version == MIGRATOR.iter().map(|m| m.version).min().unwrap_or(0) {
+        tracing::info!("checking the legacy data before phase 01");
+        tx.execute(LEGACY_CHECKS).await.map_err(|e| {
+            anyhow::anyhow!(
+                "migration refused before phase 01, nothing was applied: {}",
+                db_message(&e)
+            )
+        })?;
+    }
+    for m in &pending {
+        let phase_started = Instant::now();
+        tracing::info!(phase = %phase(m), description = %m.description, "phase started");
+        tx.execute(&*m.sql).await.map_err(|e| {
+            anyhow::anyhow!(
+                "phase {} ({}) failed, nothing was applied: {}",
+                phase(m),
+                m.description,
+                db_message(&e)
+            )
+        })?;
+        let elapsed = phase_started.elapsed();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES ($1, $2, TRUE, $3, $4)",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .bind(i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        let rows = row_counts(&mut tx, m.version).await?;
+        tracing::info!(
+            phase = %phase(m),
+            description = %m.description,
+            elapsed_ms = elapsed.as_millis() as u64,
+            rows = %rows,
+            "phase done (committed with the others at the end)"
+        );
+    }
+    let commit_started = Instant::now();
+    tx.commit().await.context("committing the migrations")?;
+    tracing::info!(
+        phases = pending.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        commit_ms = commit_started.elapsed().as_millis() as u64,
+        "migrations committed"
+    );
+    Ok(pending.len())
+}
+
+/// "posts_core=6000 posts_content=6000 ..." for the tables of a phase that exist.
+async fn row_counts(conn: &mut PgConnection, version: i64) -> anyhow::Result<String> {
+    let tables = PHASE_TABLES
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map_or(&[][..], |(_, t)| *t);
+    let mut out = Vec::new();
+    for table in tables {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await?;
+        if exists {
+            // Our own constant names: identifiers cannot be parameters.
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut *conn)
+                .await?;
+            out.push(format!("{table}={n}"));
+        }
+    }
+    Ok(out.join(" "))
+}
+
+/// What [`rollback`] did.
+#[derive(Debug)]
+pub struct RolledBack {
+    /// The migrations that were undone.
+    pub migrations: usize,
+}
+
+/// Returns a migrated legacy database to the legacy schema, in one
+/// transaction: the *_backup tables renamed back, the archived legacy tables
+/// moved back to `public`, the column the migrations added to user_profiles
+/// dropped, every object the migrations created dropped, and
+/// `_sqlx_migrations` dropped. Refused (changing nothing) when
+/// finalize_migration_cleanup() has dropped the backups, when the schema was
+/// built on an empty database (there is no legacy state), or when the
+/// database has migrations this rollback does not know.
+pub async fn rollback(pool: &PgPool) -> anyhow::Result<RolledBack> {
+    let mut conn = pool.acquire().await.context("connecting to roll back")?;
+    // The migrations' lock: no replica migrates meanwhile.
+    conn.lock()
+        .await
+        .context("taking the migration advisory lock")?;
+    let result = rollback_locked(&mut conn).await;
+    unlock(conn, result.is_err()).await;
+    result
+}
+
+async fn rollback_locked(conn: &mut PgConnection) -> anyhow::Result<RolledBack> {
+    let mut tx = conn.begin().await?;
+    let applied = applied_migrations(&mut tx).await?;
+    if applied.is_empty() {
+        anyhow::bail!("rollback refused: no migration was applied to this database");
+    }
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|(v, ..)| *v > ROLLBACK_KNOWS_UP_TO)
+        .map(|(v, ..)| v.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "rollback refused: it does not know how to undo migration(s) {}",
+            unknown.join(", ")
+        );
+    }
+    let has_events: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.migration_events') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    let finalized: Option<String> = if has_events {
+        sqlx::query_scalar("SELECT at::text FROM migration_events WHERE event = 'finalized'")
+            .fetch_optional(&mut *tx)
+            .await?
+    } else {
+        None
+    };
+    if let Some(at) = finalized {
+        anyhow::bail!(
+            "rollback refused: finalize_migration_cleanup() dropped the legacy backups at {at}; \
+             there is no legacy state left to return to"
+        );
+    }
+    let has_snapshot: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.migration_legacy_snapshot') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    let legacy = has_snapshot
+        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM migration_legacy_snapshot)")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !legacy {
+        anyhow::bail!(
+            "rollback refused: the schema was built on an empty database (no legacy data was \
+             migrated), so there is no legacy state to return to"
+        );
+    }
+    let legacy_posts: bool = sqlx::query_scalar(
+        "SELECT to_regclass('public.posts_backup') IS NOT NULL OR to_regclass('public.posts') IS NOT NULL",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !legacy_posts {
+        anyhow::bail!("rollback refused: neither posts_backup nor posts exists any more");
+    }
+    tracing::info!(
+        migrations = applied.len(),
+        "rolling back to the legacy schema"
+    );
+    tx.execute(ROLLBACK_SQL)
+        .await
+        .map_err(|e| anyhow::anyhow!("rollback failed, nothing was changed: {}", db_message(&e)))?;
+    tx.commit().await.context("committing the rollback")?;
+    Ok(RolledBack {
+        migrations: applied.len(),
+    })
+}
+
+/// One row of verify_migration_integrity().
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Check {
+    pub check_name: String,
+    pub passed: bool,
+    pub details: String,
+}
+
+/// verify_migration_integrity(), every check.
+pub async fn verify(pool: &PgPool) -> anyhow::Result<Vec<Check>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regproc('public.verify_migration_integrity') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        anyhow::bail!(
+            "the database is not migrated (no verify_migration_integrity()): run `affinity migrate` first"
+        );
+    }
+    Ok(sqlx::query_as(
+        "SELECT check_name, passed, coalesce(details, '') AS details FROM verify_migration_integrity()",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The checks as a table for a terminal: check, passed, detail.
+pub fn format_checks(checks: &[Check]) -> String {
+    let width = checks
+        .iter()
+        .map(|c| c.check_name.len())
+        .max()
+        .unwrap_or(0)
+        .max("CHECK".len());
+    let mut out = format!("{:width$}  {:6}  DETAIL\n", "CHECK", "PASSED");
+    for c in checks {
+        let passed = if c.passed { "yes" } else { "NO" };
+        out.push_str(&format!(
+            "{:width$}  {:6}  {}\n",
+            c.check_name, passed, c.details
+        ));
+    }
+    out
+}
+
+/// finalize_migration_cleanup(): drops the *_backup tables. The function
+/// itself refuses (and drops nothing) unless every integrity check passes.
+pub async fn finalize(pool: &PgPool) -> anyhow::Result<String> {
+    sqlx::query_scalar("SELECT finalize_migration_cleanup()")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("finalize_migration_cleanup(): {}", db_message(&e)))
+}

@@ -6,7 +6,7 @@ pub mod process;
 pub mod server;
 
 use affinity::db::cluster::{ClusterOptions, PgCluster};
-use affinity::db::migrate::MIGRATOR;
+use affinity::db::migrate;
 use affinity::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -76,7 +76,7 @@ impl TestDb {
     }
 
     pub async fn migrate(&self) {
-        MIGRATOR.run(&self.pool).await.expect("running migrations");
+        migrate::run(&self.pool).await.expect("running migrations");
     }
 }
 
@@ -114,4 +114,129 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_string()
+}
+
+/// [`table_fingerprint`] of every table (partitions included) in every
+/// schema but PostgreSQL's own, by qualified name.
+pub async fn all_table_fingerprints(
+    pool: &PgPool,
+) -> std::collections::BTreeMap<String, (i64, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("listing tables");
+    let mut out = std::collections::BTreeMap::new();
+    for t in tables {
+        let fp = table_fingerprint(pool, &t).await;
+        out.insert(t, fp);
+    }
+    out
+}
+
+/// Every object of the database outside PostgreSQL's own schemas, one line
+/// each: schemas, relations (tables, partitions, views, indexes, sequences),
+/// columns, constraints, triggers, functions and types.
+pub async fn catalog(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "WITH ns AS (
+             SELECT oid, nspname FROM pg_namespace
+             WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+               AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%')
+         SELECT format('schema %s', nspname) FROM ns
+         UNION ALL
+         SELECT format('relation %s.%s kind %s', ns.nspname, c.relname, c.relkind)
+         FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+         UNION ALL
+         SELECT format('column %s.%s.%s %s not null %s default %s', ns.nspname, c.relname, a.attname,
+                       format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                       pg_get_expr(d.adbin, d.adrelid))
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped
+         UNION ALL
+         SELECT format('constraint %s.%s %s', ns.nspname, con.conname, pg_get_constraintdef(con.oid))
+         FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace
+         UNION ALL
+         SELECT format('trigger %s on %s', t.tgname, t.tgrelid::regclass)
+         FROM pg_trigger t WHERE NOT t.tgisinternal
+         UNION ALL
+         SELECT format('function %s.%s(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+         FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+         UNION ALL
+         SELECT format('type %s.%s', ns.nspname, t.typname)
+         FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("listing the catalog")
+}
+
+/// Runs the `affinity` binary against `db` (DATABASE_URL, a JWT secret, an
+/// ephemeral port) and waits at most `limit` for it to exit.
+pub async fn run_binary(db: &TestDb, args: &[&str], limit: std::time::Duration) -> BinaryRun {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_affinity"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "AFFINITY_JWT_SECRET",
+            "a-secret-for-the-migration-tests-0123456789",
+        )
+        .env("AFFINITY_LISTEN_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env_remove("AFFINITY_METRICS_ADDR")
+        .env_remove("AFFINITY_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the affinity binary");
+    // Drained while it runs, so that a full pipe cannot stall it.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for affinity") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`affinity {}` still running after {limit:?}; stderr:\n{}",
+                args.join(" "),
+                err.join().unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    BinaryRun {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+#[derive(Debug)]
+pub struct BinaryRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
