@@ -10,7 +10,7 @@ use std::time::Duration;
 use affinity::proto;
 use common::server::{authed, TestServer};
 use common::TestDb;
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -56,21 +56,24 @@ fn aggregation(org: uuid::Uuid) -> proto::GetMetricsAggregatedRequest {
     }
 }
 
-/// Runs GetMetricsAggregated while another session holds the metric tables
-/// locked; returns its status code, once the service's backend has been seen
-/// waiting, and asserts that the backend stops waiting while the lock is
-/// still held.
-async fn aggregate_behind_a_lock(server: &TestServer, deadline: Option<Duration>) -> Code {
+type AggregateCall = tokio::task::JoinHandle<
+    Result<tonic::Response<proto::GetMetricsAggregatedResponse>, tonic::Status>,
+>;
+
+/// Starts GetMetricsAggregated while the returned transaction holds the
+/// metric tables locked; returns once the service's statement waits for it.
+async fn start_aggregation_behind_a_lock(
+    server: &TestServer,
+    deadline: Option<Duration>,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, AggregateCall) {
     let tenant = server.new_tenant().await;
-    let mut locker = server.db.pool.acquire().await.unwrap();
-    let mut tx = locker.begin().await.unwrap();
+    let mut tx = server.db.pool.begin().await.unwrap();
     sqlx::query(&format!(
         "LOCK TABLE {METRIC_TABLES} IN ACCESS EXCLUSIVE MODE"
     ))
     .execute(&mut *tx)
     .await
     .unwrap();
-
     let mut client = server.metrics();
     let mut req = authed(aggregation(tenant.org), &tenant.token);
     if let Some(d) = deadline {
@@ -81,6 +84,15 @@ async fn aggregate_behind_a_lock(server: &TestServer, deadline: Option<Duration>
         wait_for_waiting(&server.db.pool, Duration::from_secs(10), |n| n > 0).await,
         "the call's statement never reached the database"
     );
+    (tx, call)
+}
+
+/// Runs GetMetricsAggregated while another session holds the metric tables
+/// locked; returns its status code, once the service's backend has been seen
+/// waiting, and asserts that the backend stops waiting while the lock is
+/// still held.
+async fn aggregate_behind_a_lock(server: &TestServer, deadline: Option<Duration>) -> Code {
+    let (tx, call) = start_aggregation_behind_a_lock(server, deadline).await;
     let result = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("the call did not end within 10 s")
@@ -138,23 +150,7 @@ async fn a_client_deadline_longer_than_the_default_timeout_is_honoured() {
         c.statement_timeout_ms = 300;
     })
     .await;
-    let tenant = server.new_tenant().await;
-    let mut locker = server.db.pool.acquire().await.unwrap();
-    let mut tx = locker.begin().await.unwrap();
-    sqlx::query(&format!(
-        "LOCK TABLE {METRIC_TABLES} IN ACCESS EXCLUSIVE MODE"
-    ))
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let mut client = server.metrics();
-    let mut req = authed(aggregation(tenant.org), &tenant.token);
-    req.set_timeout(Duration::from_secs(30));
-    let call = tokio::spawn(async move { client.get_metrics_aggregated(req).await });
-    assert!(
-        wait_for_waiting(&server.db.pool, Duration::from_secs(10), |n| n > 0).await,
-        "the call's statement never reached the database"
-    );
+    let (tx, call) = start_aggregation_behind_a_lock(&server, Some(Duration::from_secs(30))).await;
     // Waiting well past the default timeout, and still waiting: the
     // client's deadline is the statement's timeout.
     tokio::time::sleep(Duration::from_millis(1000)).await;
