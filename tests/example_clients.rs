@@ -186,6 +186,7 @@ async fn record(
         .record_metrics(authed(
             proto::RecordMetricsRequest {
                 organization_id: org.to_string(),
+                idempotency_key: String::new(),
                 points,
             },
             token,

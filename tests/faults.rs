@@ -183,10 +183,11 @@ fn entity(id: Uuid) -> Option<proto::EntityRef> {
     })
 }
 
-/// A batch of `n` points of one entity (the batch's marker).
+/// A batch of `n` points of one entity (the batch's marker), keyed by it.
 fn metric_batch(org: Uuid, batch: Uuid, n: usize) -> proto::RecordMetricsRequest {
     proto::RecordMetricsRequest {
         organization_id: org.to_string(),
+        idempotency_key: batch.to_string(),
         points: (0..n)
             .map(|i| proto::MetricPoint {
                 entity: entity(batch),
@@ -858,6 +859,22 @@ async fn while_the_database_refuses_connections_during_recovery_calls_are_unavai
 async fn retry(channel: &Channel, t: &Tenant, c: &Call, shape: Shape) -> (bool, Option<String>) {
     let token = &t.token;
     match c.rpc {
+        RECORD_METRICS => {
+            // The same batch under the same idempotency key.
+            let mut client =
+                proto::metrics_service_client::MetricsServiceClient::new(channel.clone());
+            let batch: Uuid = c.marker.parse().expect("a batch marker");
+            let r = client
+                .record_metrics(authed(
+                    metric_batch(t.org, batch, shape.metric_points),
+                    token,
+                ))
+                .await
+                .unwrap_or_else(|s| panic!("retrying {}: {s}", c.marker))
+                .into_inner();
+            assert_eq!(r.recorded, shape.metric_points as u32);
+            (r.duplicate, None)
+        }
         UPSERT_EMBEDDINGS => {
             // The same batch again: the same natural keys.
             let mut client =
@@ -957,14 +974,17 @@ async fn after_a_sigkill_mid_write_acknowledged_writes_are_kept_batches_are_whol
     // Idempotent retries of what was not acknowledged, and of a few
     // acknowledged writes: a client cannot tell an unacknowledged write that
     // was stored from one that was not, and these were surely stored, so
-    // the duplicate case is exercised whatever the kill hit. RecordMetrics
-    // has no idempotency key in the contract (points are appended): a retry
-    // of a batch that was in fact stored would add it twice, so it is not
-    // retried; what the contract promises for it is all or none (above).
+    // the duplicate case is exercised whatever the kill hit.
     let mut retried: Vec<&Call> = unacknowledged.clone();
-    for rpc in [UPSERT_EMBEDDINGS, LOG_AI_CONTEXT, LOG_AI_CONTEXT_STREAM] {
+    for rpc in [
+        RECORD_METRICS,
+        UPSERT_EMBEDDINGS,
+        LOG_AI_CONTEXT,
+        LOG_AI_CONTEXT_STREAM,
+    ] {
         retried.extend(all.iter().filter(|c| c.ok() && c.rpc == rpc).take(3));
     }
+    let metrics_before = metric_counts(&db.pool, t.org).await;
     let before = log_entries(&db.pool, t.org).await;
     for c in &retried {
         match c.rpc {
@@ -993,8 +1013,28 @@ async fn after_a_sigkill_mid_write_acknowledged_writes_are_kept_batches_are_whol
             UPSERT_EMBEDDINGS => {
                 retry(&svc.channel, &t, c, shape).await;
             }
+            RECORD_METRICS => {
+                let was_there = metrics_before.contains_key(&c.marker);
+                assert_eq!(
+                    retry(&svc.channel, &t, c, shape).await.0,
+                    was_there,
+                    "a retried metric batch {} reports a duplicate exactly when it was stored",
+                    c.marker
+                );
+            }
             _ => {}
         }
+    }
+    // Keyed metric batches, acknowledged or retried, sent once or twice:
+    // each is there once, whole.
+    let metrics = metric_counts(&db.pool, t.org).await;
+    for c in all.iter().filter(|c| c.rpc == RECORD_METRICS) {
+        assert_eq!(
+            metrics.get(&c.marker).copied().unwrap_or(0),
+            shape.metric_points as i64,
+            "metric batch {}",
+            c.marker
+        );
     }
     // Natural keys: a retried batch replaces its own rows; each batch, sent
     // once or twice, is there once, whole.

@@ -559,12 +559,15 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
             },
         )
         .boxed();
-    let record_metrics = (uuid_string(s), batch(point)).prop_map(|(organization_id, points)| {
-        Call::RecordMetrics(proto::RecordMetricsRequest {
-            organization_id,
-            points,
-        })
-    });
+    let record_metrics = (uuid_string(s), batch(point), hostile_string()).prop_map(
+        |(organization_id, points, idempotency_key)| {
+            Call::RecordMetrics(proto::RecordMetricsRequest {
+                organization_id,
+                idempotency_key,
+                points,
+            })
+        },
+    );
     let aggregated = (
         (uuid_string(s), entity_ref(s), hostile_string()),
         (hostile_enum(), hostile_timestamp(), hostile_timestamp()),
@@ -783,6 +786,7 @@ async fn seed(s: &TestServer) -> Seeded {
         .record_metrics(authed(
             proto::RecordMetricsRequest {
                 organization_id: t.org.to_string(),
+                idempotency_key: String::new(),
                 points: vec![proto::MetricPoint {
                     entity: Some(entity_ref),
                     metric_name: "likes".into(),

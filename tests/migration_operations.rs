@@ -444,7 +444,10 @@ async fn a_database_half_migrated_by_sqlx_s_runner_rolls_back_or_completes() {
 
     // Our runner completes what sqlx's started, and every check passes.
     sqlx_runner_up_to(&db.pool, 3).await;
-    assert_eq!(migrate::run(&db.pool).await.expect("our runner"), 2);
+    assert_eq!(
+        migrate::run(&db.pool).await.expect("our runner"),
+        MIGRATOR.iter().count() - 3
+    );
     let failed: Vec<String> =
         sqlx::query_scalar("SELECT check_name FROM verify_migration_integrity() WHERE NOT passed")
             .fetch_all(&db.pool)

@@ -60,6 +60,7 @@ async fn world() -> World {
             .record_metrics(authed(
                 proto::RecordMetricsRequest {
                     organization_id: t.org.to_string(),
+                    idempotency_key: String::new(),
                     points: vec![proto::MetricPoint {
                         entity: eref(&post.to_string()),
                         metric_name: "likes".into(),
@@ -177,6 +178,7 @@ async fn call_naming(w: &World, rpc: &str, org: &str, user: &str, entity: &str) 
             .record_metrics(authed(
                 proto::RecordMetricsRequest {
                     organization_id: org.into(),
+                    idempotency_key: String::new(),
                     points: vec![proto::MetricPoint {
                         entity: entity_ref,
                         metric_name: "likes".into(),

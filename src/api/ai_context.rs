@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     deadline, limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp,
-    write_error, ApiState,
+    write_error, ApiState, MAX_IDEMPOTENCY_KEY,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -22,8 +22,6 @@ use crate::store::organizations::OrgRole;
 
 /// Longest source_type, in bytes.
 const MAX_SOURCE_TYPE: usize = 100;
-/// Longest idempotency_key, in bytes.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Longest model name, in bytes.
 const MAX_MODEL: usize = 200;
 /// A stream holds at most this many times the largest message, in all: the

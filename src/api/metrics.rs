@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, write_error,
-    ApiState,
+    ApiState, MAX_IDEMPOTENCY_KEY,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
@@ -127,6 +127,9 @@ impl MetricsService for MetricsApi {
             return Err(ApiError::invalid("points is empty: send at least one point").into());
         }
         self.state.check_batch("points", r.points.len())?;
+        let key = (!r.idempotency_key.is_empty())
+            .then(|| required_text("idempotency_key", &r.idempotency_key, MAX_IDEMPOTENCY_KEY))
+            .transpose()?;
         self.state.authorize(&p, org, OrgRole::Editor).await?;
         let points = r
             .points
@@ -146,13 +149,22 @@ impl MetricsService for MetricsApi {
         }
 
         let mut db = self.state.db(&req).await?;
-        let recorded = store::record(db.conn(), org, &points)
+        let done = store::record(db.conn(), org, &points, key)
             .await
             .map_err(write_error)?;
         db.finish().await?;
+        // A duplicate reports the batch's size, as the first call did.
+        let recorded = if done.duplicate {
+            points.len() as u64
+        } else {
+            done.stored
+        };
         let recorded = u32::try_from(recorded)
             .map_err(|_| ApiError::Internal(format!("{recorded} points recorded")))?;
-        Ok(Response::new(proto::RecordMetricsResponse { recorded }))
+        Ok(Response::new(proto::RecordMetricsResponse {
+            recorded,
+            duplicate: done.duplicate,
+        }))
     }
 
     async fn get_metrics_aggregated(

@@ -238,6 +238,9 @@ pub fn parse_uuid(field: &str, value: &str) -> ApiResult<Uuid> {
 }
 
 /// A required, bounded text field (entity types, metric names, models...).
+/// Longest idempotency_key (LogAiContext, RecordMetrics), in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
 pub fn required_text<'a>(field: &str, value: &'a str, max_len: usize) -> ApiResult<&'a str> {
     if value.is_empty() {
         return Err(ApiError::invalid(format!("{field} is required")));

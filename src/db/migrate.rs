@@ -13,7 +13,9 @@ use anyhow::Context;
 use sqlx::migrate::{Migrate, Migration, Migrator};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-/// Phases 01-05 of the schema refactoring (sqlx reads and checksums the files).
+/// The bundled migrations: phases 01-04 of the schema refactoring, then
+/// 05 (rollups, search tuning) and 06 (metric batch keys). sqlx reads and
+/// checksums the files.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The tables each phase produces, whose row counts its progress line logs.
@@ -50,11 +52,12 @@ const PHASE_TABLES: &[(i64, &[&str])] = &[
         20240101000005,
         &["metric_rollups_hourly", "metric_rollups_daily"],
     ),
+    (20240101000006, &["metric_batch_keys"]),
 ];
 
 /// The last migration [`rollback`] knows how to undo. A new migration file
 /// must extend `rollback.sql` (and this constant) with what it creates.
-pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000005;
+pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000006;
 
 /// Checks of the legacy data that the phases rely on, run in the migration's
 /// transaction before phase 01 (they raise naming the offending rows).

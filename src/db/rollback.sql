@@ -1,4 +1,4 @@
--- Rollback of phases 01-05 on a migrated legacy database, back to the
+-- Rollback of migrations 01-06 on a migrated legacy database, back to the
 -- legacy schema (src/legacy/schema.sql) with every legacy row as it was at
 -- migration time. Run by `affinity migrate --rollback` (src/db/migrate.rs) in
 -- one transaction, after it has refused finalized databases and databases
@@ -53,6 +53,7 @@ DROP VIEW IF EXISTS posts_unified, analytics_dashboard, top_performing_posts;
 -- Every table the phases created (partitions of time_series_metrics, and
 -- triggers and indexes, go with their tables).
 DROP TABLE IF EXISTS
+    metric_batch_keys,                                                         -- 06
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05
     scraped_posts, migration_events,                                           -- 04
     ai_context_logs, organization_members, organizations,                      -- 03

@@ -14,13 +14,26 @@ pub struct NewPoint {
     pub recorded_at: Option<DateTime<Utc>>,
 }
 
+/// What [`record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Points stored by this call (0 for a duplicate).
+    pub stored: u64,
+    /// The idempotency key had been used: nothing was stored.
+    pub duplicate: bool,
+}
+
 /// Appends `points` to organization `org`'s time series in one statement
-/// (hence one transaction: all or none); returns how many were stored.
+/// (hence one transaction: all or none). With an `idempotency_key`, the
+/// key is claimed in the same statement and a key already claimed in the
+/// organization stores nothing (a concurrent retry waits for the first to
+/// commit, then finds the key taken).
 pub async fn record<'e>(
     db: impl PgExecutor<'e>,
     org: Uuid,
     points: &[NewPoint],
-) -> sqlx::Result<u64> {
+    idempotency_key: Option<&str>,
+) -> sqlx::Result<Recorded> {
     let mut types = Vec::with_capacity(points.len());
     let mut ids = Vec::with_capacity(points.len());
     let mut names = Vec::with_capacity(points.len());
@@ -35,12 +48,22 @@ pub async fn record<'e>(
     }
     // Unset times take the statement's now(): the clock archive_old_metrics
     // compares against, and one instant for the whole batch.
-    let done = sqlx::query(
-        "INSERT INTO time_series_metrics
-             (organization_id, entity_type, entity_id, metric_name, value, recorded_at, source)
-         SELECT $1, p.entity_type, p.entity_id, p.metric_name, p.value, coalesce(p.recorded_at, now()), 'api'
-         FROM unnest($2::text[], $3::uuid[], $4::text[], $5::float8[], $6::timestamptz[])
-              AS p(entity_type, entity_id, metric_name, value, recorded_at)",
+    let (stored, claimed): (i64, bool) = sqlx::query_as(
+        "WITH claim AS (
+             INSERT INTO metric_batch_keys (organization_id, idempotency_key, points)
+             SELECT $1, $7, cardinality($2::text[]) WHERE $7 IS NOT NULL
+             ON CONFLICT (organization_id, idempotency_key) DO NOTHING
+             RETURNING 1
+         ), stored AS (
+             INSERT INTO time_series_metrics
+                 (organization_id, entity_type, entity_id, metric_name, value, recorded_at, source)
+             SELECT $1, p.entity_type, p.entity_id, p.metric_name, p.value, coalesce(p.recorded_at, now()), 'api'
+             FROM unnest($2::text[], $3::uuid[], $4::text[], $5::float8[], $6::timestamptz[])
+                  AS p(entity_type, entity_id, metric_name, value, recorded_at)
+             WHERE $7 IS NULL OR EXISTS (SELECT 1 FROM claim)
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM stored), ($7 IS NULL OR EXISTS (SELECT 1 FROM claim))",
     )
     .bind(org)
     .bind(&types)
@@ -48,9 +71,13 @@ pub async fn record<'e>(
     .bind(&names)
     .bind(&values)
     .bind(&times)
-    .execute(db)
+    .bind(idempotency_key)
+    .fetch_one(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok(Recorded {
+        stored: u64::try_from(stored).unwrap_or_default(),
+        duplicate: !claimed,
+    })
 }
 
 /// Key of the advisory lock that serializes partition creation by this
