@@ -88,6 +88,13 @@ impl Reachability {
         self.tx.subscribe()
     }
 
+    /// Resolves once the database is unreachable (at once if it is now).
+    pub async fn unreachable(&self) {
+        let mut rx = self.tx.subscribe();
+        // Err only when the sender is gone, which `self` prevents.
+        let _ = rx.wait_for(|reachable| !*reachable).await;
+    }
+
     fn set(&self, reachable: bool, why: Option<&dyn std::fmt::Display>) {
         let changed = self.tx.send_if_modified(|cur| {
             let changed = *cur != reachable;
