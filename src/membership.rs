@@ -17,6 +17,8 @@ use std::time::Duration;
 use moka::sync::Cache;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+
+use crate::db::pool::CountedPool;
 use uuid::Uuid;
 
 use crate::observability::CacheCounters;
@@ -71,7 +73,7 @@ impl MembershipCache {
     /// The role of `user` in `org`, from the cache or the database.
     pub async fn role(
         &self,
-        pool: &PgPool,
+        pool: &CountedPool,
         org: Uuid,
         user: Uuid,
     ) -> sqlx::Result<Option<OrgRole>> {
@@ -81,7 +83,7 @@ impl MembershipCache {
         }
         self.count_misses(1);
         let epoch = self.inner.epoch.load(Ordering::Acquire);
-        let role = store::member_role(pool, org, user).await?;
+        let role = store::member_role(&mut *pool.acquire().await?, org, user).await?;
         self.remember(epoch, org, user, role);
         Ok(role)
     }
@@ -90,7 +92,7 @@ impl MembershipCache {
     /// the rest in one query.
     pub async fn roles(
         &self,
-        pool: &PgPool,
+        pool: &CountedPool,
         pairs: &[(Uuid, Uuid)],
     ) -> sqlx::Result<Vec<Option<OrgRole>>> {
         let mut out: Vec<Option<Option<OrgRole>>> = pairs
@@ -110,7 +112,7 @@ impl MembershipCache {
         if !missing.is_empty() {
             self.count_misses(missing.len() as u64);
             let epoch = self.inner.epoch.load(Ordering::Acquire);
-            let fetched = store::member_roles(pool, &missing).await?;
+            let fetched = store::member_roles(&mut *pool.acquire().await?, &missing).await?;
             let mut fetched = missing.iter().zip(fetched);
             for slot in out.iter_mut().filter(|s| s.is_none()) {
                 if let Some((&(user, org), role)) = fetched.next() {

@@ -19,6 +19,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use sqlx::PgPool;
+
+use crate::db::pool::CountedPool;
 use tokio::net::TcpListener;
 
 /// The metadata key of the request id, in requests and responses.
@@ -66,11 +68,12 @@ pub struct Metrics {
     duration: HistogramVec,
     pool_connections: IntGaugeVec,
     pool_max: IntGauge,
+    pool_waiting: IntGauge,
     migrations_applied: IntGauge,
     ready: IntGauge,
     jobs: IntCounterVec,
     cache: CacheCounters,
-    pool: OnceLock<PgPool>,
+    pool: OnceLock<CountedPool>,
 }
 
 /// The permission cache's counters (unregistered by default: a cache made
@@ -143,6 +146,10 @@ impl Metrics {
             "affinity_db_pool_max_connections",
             "Most connections the pool opens (AFFINITY_DB_MAX_CONNECTIONS).",
         )?;
+        let pool_waiting = IntGauge::new(
+            "affinity_db_pool_waiting",
+            "Callers waiting for a connection of the calls' pool (at scrape time).",
+        )?;
         let migrations_applied = IntGauge::new(
             "affinity_migrations_applied",
             "Migrations recorded as applied in the database (_sqlx_migrations).",
@@ -169,6 +176,7 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        registry.register(Box::new(pool_waiting.clone()))?;
         registry.register(Box::new(migrations_applied.clone()))?;
         registry.register(Box::new(migrations_bundled.clone()))?;
         registry.register(Box::new(ready.clone()))?;
@@ -180,6 +188,7 @@ impl Metrics {
             duration,
             pool_connections,
             pool_max,
+            pool_waiting,
             migrations_applied,
             ready,
             jobs,
@@ -193,7 +202,7 @@ impl Metrics {
     }
 
     /// The calls' pool, sampled at every scrape.
-    pub fn set_pool(&self, pool: PgPool, max_connections: u32) {
+    pub fn set_pool(&self, pool: CountedPool, max_connections: u32) {
         self.pool_max.set(i64::from(max_connections));
         let _ = self.pool.set(pool);
     }
@@ -232,7 +241,9 @@ impl Metrics {
 
     /// The text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
-        if let Some(pool) = self.pool.get() {
+        if let Some(counted) = self.pool.get() {
+            self.pool_waiting.set(counted.waiting());
+            let pool = counted.pool();
             let idle = pool.num_idle() as i64;
             let size = i64::from(pool.size());
             self.pool_connections.with_label_values(&["idle"]).set(idle);

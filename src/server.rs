@@ -222,8 +222,9 @@ pub async fn run_with_metrics(
         let pool =
             connect_with_timeout(&url, config.db_max_connections, config.statement_timeout())
                 .await?;
-        state.set_ready(pool.clone()).await?;
-        metrics.set_pool(pool.clone(), config.db_max_connections);
+        let counted = crate::db::pool::CountedPool::new(pool.clone());
+        state.set_ready(counted.clone()).await?;
+        metrics.set_pool(counted, config.db_max_connections);
         anyhow::Ok(pool)
     };
     let outcome = tokio::select! {

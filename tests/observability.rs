@@ -118,6 +118,11 @@ async fn the_metrics_endpoint_shows_calls_errors_latency_pool_migrations_and_cac
         "{body}"
     );
     assert_eq!(value(&body, "affinity_db_pool_max_connections"), Some(8.0));
+    assert_eq!(
+        value(&body, "affinity_db_pool_waiting"),
+        Some(0.0),
+        "{body}"
+    );
 
     let applied = value(&body, "affinity_migrations_applied").unwrap_or(0.0);
     assert!(applied >= 1.0, "{body}");
@@ -204,4 +209,69 @@ async fn errors_and_streaming_calls_carry_the_request_id_too() {
         Err(e) => e.metadata(),
     };
     assert_eq!(request_id(metadata).as_deref(), Some("stream-1"), "{got:?}");
+}
+
+/// Calls waiting for a pool connection show in `affinity_db_pool_waiting`:
+/// with one connection for calls (of two: the permission cache's listener
+/// keeps one), held by a call blocked on a lock the test holds, the next
+/// calls wait for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_waiting_for_a_pool_connection_are_counted() {
+    let s = TestServer::start_with_metrics_on(common::TestDb::empty().await, |c| {
+        c.db_max_connections = 2;
+    })
+    .await;
+    let metrics = s.metrics_addr.expect("a metrics endpoint");
+    let org = s.new_tenant().await.org;
+    let mut lock = s.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE time_series_metrics IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // service_role: no permission lookup, only the call's own connection.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = s.metrics();
+            let req = authed(
+                proto::RecordMetricsRequest {
+                    organization_id: org.to_string(),
+                    points: vec![proto::MetricPoint {
+                        entity: Some(proto::EntityRef {
+                            entity_type: "post".into(),
+                            entity_id: Uuid::new_v4().to_string(),
+                        }),
+                        metric_name: "likes".into(),
+                        value: 1.0,
+                        recorded_at: None,
+                    }],
+                    ..Default::default()
+                },
+                &service_token(),
+            );
+            tokio::spawn(async move { c.record_metrics(req).await })
+        })
+        .collect();
+    let mut waiting = None;
+    for _ in 0..100 {
+        waiting = value(&scrape(metrics).await, "affinity_db_pool_waiting");
+        if waiting == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        waiting,
+        Some(2.0),
+        "one call holds the connection, two wait"
+    );
+    lock.commit().await.unwrap();
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("each call ends once the lock is gone");
+    }
+    assert_eq!(
+        value(&scrape(metrics).await, "affinity_db_pool_waiting"),
+        Some(0.0)
+    );
 }

@@ -141,7 +141,7 @@ impl MetricsService for MetricsApi {
 
         if let Some((lo, hi)) = partition_span(&points, Utc::now()) {
             // Only an optimization: the insert below is correct without it.
-            match store::ensure_partitions(pool, lo, hi).await {
+            match store::ensure_partitions(pool.pool(), lo, hi).await {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("metric partitions: another session holds the lock"),
                 Err(e) => tracing::warn!(error = %e, "could not create metric partitions"),

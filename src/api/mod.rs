@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use tonic::Request;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::config::Config;
-use crate::db::pool::Reachability;
+use crate::db::pool::{CountedPool, Reachability};
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::MembershipCache;
@@ -37,7 +37,7 @@ pub struct ApiState {
 }
 
 struct Database {
-    pool: PgPool,
+    pool: CountedPool,
     /// The searchable dimensions, with the cast of each one's HNSW index.
     dimensions: BTreeMap<i32, IndexCast>,
 }
@@ -53,8 +53,8 @@ impl ApiState {
     }
 
     /// Marks the database ready: reads the searchable dimensions.
-    pub async fn set_ready(&self, pool: PgPool) -> anyhow::Result<()> {
-        let casts = similarity_store::index_casts(&pool).await?;
+    pub async fn set_ready(&self, pool: CountedPool) -> anyhow::Result<()> {
+        let casts = similarity_store::index_casts(pool.pool()).await?;
         let dimensions = casts.into_iter().map(|c| (c.dimension, c)).collect();
         let _ = self.db.set(Database { pool, dimensions });
         Ok(())
@@ -73,7 +73,9 @@ impl ApiState {
         })
     }
 
-    pub fn pool(&self) -> ApiResult<&PgPool> {
+    /// The calls' pool: take connections with [`CountedPool::acquire`], so
+    /// that waits for one are counted.
+    pub fn pool(&self) -> ApiResult<&CountedPool> {
         let pool = self.db.get().map(|d| &d.pool).ok_or_else(|| {
             ApiError::Unavailable("the service is starting: the database is not ready yet".into())
         })?;
@@ -83,6 +85,12 @@ impl ApiState {
             ));
         }
         Ok(pool)
+    }
+
+    /// A connection of the calls' pool, for a lookup of its own (its wait
+    /// counted); back in the pool when dropped.
+    pub async fn conn(&self) -> ApiResult<PoolConnection<Postgres>> {
+        Ok(self.pool()?.acquire().await?)
     }
 
     /// The database connection of a call, taken after authorization (which

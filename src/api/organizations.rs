@@ -222,16 +222,19 @@ impl OrganizationService for OrganizationsApi {
         let org = parse_uuid("organization_id", &r.organization_id)?;
         let user = parse_uuid("user_id", &r.user_id)?;
         let role = role_from_proto("role", r.role)?;
-        let pool = self.state.pool()?;
         self.state.authorize(&p, org, OrgRole::Admin).await?;
         // Granting or taking the owner role takes an owner.
-        let current = store::member_role(pool, org, user)
+        let current = store::member_role(&mut *self.state.conn().await?, org, user)
             .await
             .map_err(ApiError::from)?;
         if role == OrgRole::Owner || current == Some(OrgRole::Owner) {
             self.state.authorize(&p, org, OrgRole::Owner).await?;
         }
-        if p.is_service() && !store::exists(pool, org).await.map_err(ApiError::from)? {
+        if p.is_service()
+            && !store::exists(&mut *self.state.conn().await?, org)
+                .await
+                .map_err(ApiError::from)?
+        {
             return Err(ApiError::NotFound(format!("organization {org} does not exist")).into());
         }
         // The checks above take connections of their own (authorization);
@@ -254,9 +257,8 @@ impl OrganizationService for OrganizationsApi {
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         let user = parse_uuid("user_id", &r.user_id)?;
-        let pool = self.state.pool()?;
         self.state.authorize(&p, org, OrgRole::Admin).await?;
-        if store::member_role(pool, org, user)
+        if store::member_role(&mut *self.state.conn().await?, org, user)
             .await
             .map_err(ApiError::from)?
             == Some(OrgRole::Owner)

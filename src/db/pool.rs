@@ -3,8 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 
 /// Connects to `url`, retrying with exponential backoff (100 ms doubling to
 /// 5 s) for as long as the database refuses; a malformed URL fails at once.
@@ -141,5 +142,62 @@ impl Reachability {
             }
             tokio::time::sleep(PING_INTERVAL).await;
         }
+    }
+}
+
+/// A pool whose acquisitions are counted while they wait, for the
+/// `affinity_db_pool_waiting` gauge (sqlx does not expose its waiters).
+/// Cheap to clone; the count is shared.
+#[derive(Clone, Debug)]
+pub struct CountedPool {
+    pool: PgPool,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Counts one waiter while alive (so a cancelled wait is uncounted too).
+struct Waiter<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> Waiter<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicI64) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiter(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl CountedPool {
+    pub fn new(pool: PgPool) -> Self {
+        CountedPool {
+            pool,
+            waiting: Default::default(),
+        }
+    }
+
+    /// The pool itself (its waits are not counted).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Callers waiting for a connection now.
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub async fn acquire(&self) -> sqlx::Result<PoolConnection<Postgres>> {
+        let _waiting = Waiter::new(&self.waiting);
+        self.pool.acquire().await
+    }
+
+    /// A connection in a transaction opened by `begin` (e.g. `BEGIN; SET
+    /// LOCAL ...`).
+    pub async fn begin_with(&self, begin: String) -> sqlx::Result<Transaction<'static, Postgres>> {
+        let conn = self.acquire().await?;
+        // What `Pool::begin_with` does after its own (uncounted) acquire.
+        sqlx::Transaction::begin(conn, Some(begin.into())).await
     }
 }
