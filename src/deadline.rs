@@ -22,9 +22,6 @@ use crate::db::pool::Reachability;
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub Instant);
 
-/// Paths of the service's own RPCs (health and reflection need no database).
-const SERVICE_PREFIX: &str = "/affinity.v1.";
-
 /// Answer this much before the deadline, so that tonic's own timeout
 /// (started a moment earlier, answering CANCELLED) never fires first.
 const MARGIN: Duration = Duration::from_millis(5);
@@ -50,11 +47,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 /// Ends calls at their deadline: DEADLINE_EXCEEDED, or UNAVAILABLE when the
 /// database does not answer then (the call was waiting for it: the
-/// contract's code for a database that is down or restarting). And ends a
-/// call of the service's own RPCs (not health or reflection) with
-/// UNAVAILABLE as soon as the database probe finds the database gone:
-/// otherwise a call caught by an outage waits in the pool until its
-/// deadline, and the client's own timer may fire first.
+/// contract's code for a database that is down or restarting).
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     database: Reachability,
@@ -103,53 +96,26 @@ where
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let uses_database = req.uri().path().starts_with(SERVICE_PREFIX);
-        let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(MARGIN));
-        if let Some(deadline) = deadline {
-            req.extensions_mut().insert(Deadline(deadline));
-        }
-        if deadline.is_none() && !uses_database {
+        let Some(timeout) = timeout else {
             return Box::pin(self.inner.call(req));
-        }
+        };
+        let deadline = Instant::now() + timeout.saturating_sub(MARGIN);
+        req.extensions_mut().insert(Deadline(deadline));
         let call = self.inner.call(req);
         let database = self.database.clone();
         Box::pin(async move {
-            let unavailable = || {
-                Ok(
-                    tonic::Status::unavailable("the database is unavailable; retry shortly")
-                        .into_http(),
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(res) => res,
+                Err(_) if !database.is_reachable() => Ok(tonic::Status::unavailable(
+                    "the database is unavailable; retry shortly",
                 )
-            };
-            let at_deadline = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let outage = async {
-                if uses_database {
-                    database.unreachable().await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            // Dropping the call rolls its transaction back; its statement
-            // was already bounded by the same deadline.
-            tokio::select! {
-                // A call that has its answer keeps it.
-                biased;
-                res = call => res,
-                () = outage => unavailable(),
-                () = at_deadline => {
-                    if database.is_reachable() {
-                        Ok(tonic::Status::deadline_exceeded(
-                            "the deadline passed before the call finished",
-                        )
-                        .into_http())
-                    } else {
-                        unavailable()
-                    }
-                }
+                .into_http()),
+                // Dropping the call rolls its transaction back; its statement
+                // was already bounded by the same deadline.
+                Err(_) => Ok(tonic::Status::deadline_exceeded(
+                    "the deadline passed before the call finished",
+                )
+                .into_http()),
             }
         })
     }

@@ -101,7 +101,11 @@ async fn run_partitions(pool: &PgPool, months_ahead: u32, metrics: &Metrics) -> 
     let (Some(from), Some(to)) = (month_start(now, 0), month_start(now, months_ahead)) else {
         return Outcome::Failed;
     };
-    let outcome = match metrics::ensure_partitions(pool, from, to).await {
+    let ensured = match pool.acquire().await {
+        Ok(mut conn) => metrics::ensure_partitions(&mut conn, from, to).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match ensured {
         Ok(true) => Outcome::Done,
         Ok(false) => {
             tracing::info!("metric partitions: another session is creating them; retrying later");

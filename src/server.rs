@@ -222,7 +222,7 @@ pub async fn run_with_metrics(
         let pool =
             connect_with_timeout(&url, config.db_max_connections, config.statement_timeout())
                 .await?;
-        let counted = crate::db::pool::CountedPool::new(pool.clone());
+        let counted = crate::db::pool::CountedPool::new(pool.clone(), state.reachability.clone());
         state.set_ready(counted.clone()).await?;
         metrics.set_pool(counted, config.db_max_connections);
         anyhow::Ok(pool)

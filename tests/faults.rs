@@ -608,15 +608,27 @@ fn misbehaving(calls: &[Call], allowed: &[Code], deadline: Duration) -> Vec<Stri
 /// The calls that were sent. A call the client put on a connection the
 /// server had closed (HTTP/2 GOAWAY, on shutdown) ends CANCELLED in tonic's
 /// client at once ("operation was canceled", from hyper: the request never
-/// left), where gRPC's own clients retry it or say UNAVAILABLE. Those are
+/// left), where gRPC's own clients retry it or say UNAVAILABLE. Likewise a
+/// new connection the kernel accepted into the closing listener's backlog
+/// and then reset: tonic says UNKNOWN "transport error" at once (nothing was
+/// sent; gRPC's clients say UNAVAILABLE). And a stream opened on the old
+/// connection past the server's GOAWAY: h2 resets it locally with the
+/// GOAWAY's NO_ERROR, which tonic maps to INTERNAL "h2 protocol error" (the
+/// server never saw it; gRPC's clients retry it transparently). Those are
 /// left out, when they ended at once.
 fn sent(calls: &[Call]) -> Vec<Call> {
     calls
         .iter()
         .filter(|c| {
-            !(c.code == Some(Code::Cancelled)
-                && c.message.contains("operation was canceled")
-                && c.elapsed < SLACK)
+            let cancelled_unsent =
+                c.code == Some(Code::Cancelled) && c.message.contains("operation was canceled");
+            let reset_connection = c.rpc == "new connection"
+                && c.code == Some(Code::Unknown)
+                && c.message.contains("transport error");
+            let past_goaway = c.rpc == "old connection"
+                && c.code == Some(Code::Internal)
+                && c.message.contains("h2 protocol error");
+            !((cancelled_unsent || reset_connection || past_goaway) && c.elapsed < SLACK)
         })
         .cloned()
         .collect()

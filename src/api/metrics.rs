@@ -141,7 +141,11 @@ impl MetricsService for MetricsApi {
 
         if let Some((lo, hi)) = partition_span(&points, Utc::now()) {
             // Only an optimization: the insert below is correct without it.
-            match store::ensure_partitions(pool.pool(), lo, hi).await {
+            let ensured = match pool.acquire().await {
+                Ok(mut conn) => store::ensure_partitions(&mut conn, lo, hi).await,
+                Err(e) => Err(e),
+            };
+            match ensured {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("metric partitions: another session holds the lock"),
                 Err(e) => tracing::warn!(error = %e, "could not create metric partitions"),

@@ -152,6 +152,7 @@ impl Reachability {
 pub struct CountedPool {
     pool: PgPool,
     waiting: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    reachability: Reachability,
 }
 
 /// Counts one waiter while alive (so a cancelled wait is uncounted too).
@@ -171,10 +172,13 @@ impl Drop for Waiter<'_> {
 }
 
 impl CountedPool {
-    pub fn new(pool: PgPool) -> Self {
+    /// `reachability`: the probe's verdict, which ends waits for a
+    /// connection when the database is gone.
+    pub fn new(pool: PgPool, reachability: Reachability) -> Self {
         CountedPool {
             pool,
             waiting: Default::default(),
+            reachability,
         }
     }
 
@@ -188,9 +192,17 @@ impl CountedPool {
         self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A connection, or PoolTimedOut (UNAVAILABLE to clients) as soon as
+    /// the probe finds the database gone: sqlx's pool would otherwise keep
+    /// retrying a server that refuses connections until its acquire
+    /// timeout, past the deadline of the call waiting.
     pub async fn acquire(&self) -> sqlx::Result<PoolConnection<Postgres>> {
         let _waiting = Waiter::new(&self.waiting);
-        self.pool.acquire().await
+        tokio::select! {
+            biased;
+            conn = self.pool.acquire() => conn,
+            () = self.reachability.unreachable() => Err(sqlx::Error::PoolTimedOut),
+        }
     }
 
     /// A connection in a transaction opened by `begin` (e.g. `BEGIN; SET

@@ -1,7 +1,7 @@
 //! Metric points: recording and the schema's `get_metrics_aggregated`.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// One validated point; `recorded_at` None means the database's now().
@@ -95,7 +95,7 @@ const PARTITION_LOCK_KEY: i64 = 0x6166_6669_6e69_7479; // "affinity"
 /// Creating a partition takes an ACCESS EXCLUSIVE lock on the table for a
 /// moment and moves that month's rows out of the default partition.
 pub async fn ensure_partitions(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
@@ -110,12 +110,12 @@ pub async fn ensure_partitions(
     )
     .bind(from)
     .bind(to)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     if !missing {
         return Ok(true);
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     // A queued ACCESS EXCLUSIVE request blocks every later reader: never wait long.
     sqlx::query("SET LOCAL lock_timeout = '1s'")
         .execute(&mut *tx)
