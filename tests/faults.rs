@@ -17,7 +17,7 @@ use affinity::db::cluster::ShutdownMode;
 use affinity::legacy::LegacyConfig;
 use affinity::proto;
 use common::process::ServiceProcess;
-use common::server::{authed, service_token, user_token};
+use common::server::{authed, new_tenant, service_token, Tenant};
 use common::TestDb;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -239,37 +239,6 @@ fn log_entry(org: Uuid, key: &str) -> proto::LogAiContextRequest {
 /// The idempotency keys of stream `batch`'s entries.
 fn stream_keys(batch: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{batch}/{i}")).collect()
-}
-
-/// A user owning an organization, created through `channel`.
-#[derive(Debug, Clone)]
-struct Tenant {
-    user: Uuid,
-    org: Uuid,
-    token: String,
-}
-
-async fn new_tenant(channel: &Channel) -> Tenant {
-    let user = Uuid::new_v4();
-    let token = user_token(user);
-    let slug = format!("org-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let org = proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
-        .create_organization(authed(
-            proto::CreateOrganizationRequest {
-                name: slug.clone(),
-                slug,
-                owner_user_id: user.to_string(),
-            },
-            &token,
-        ))
-        .await
-        .expect("creating an organization")
-        .into_inner();
-    Tenant {
-        user,
-        org: org.id.parse().expect("an organization id"),
-        token,
-    }
 }
 
 /// What a load sends.

@@ -111,27 +111,7 @@ impl TestServer {
     /// A new user with an organization of their own (created through the
     /// API), as the owner: the user id, the organization id and a token.
     pub async fn new_tenant(&self) -> Tenant {
-        let user = Uuid::new_v4();
-        let token = user_token(user);
-        let slug = format!("org-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let org = self
-            .orgs()
-            .create_organization(authed(
-                proto::CreateOrganizationRequest {
-                    name: slug.clone(),
-                    slug,
-                    owner_user_id: user.to_string(),
-                },
-                &token,
-            ))
-            .await
-            .expect("creating an organization")
-            .into_inner();
-        Tenant {
-            user,
-            org: org.id.parse().unwrap(),
-            token,
-        }
+        new_tenant(&self.channel).await
     }
 
     /// Adds `user` to `org` with `role` (through the API, as service_role).
@@ -163,6 +143,31 @@ pub struct Tenant {
     pub user: Uuid,
     pub org: Uuid,
     pub token: String,
+}
+
+/// [`TestServer::new_tenant`] through any channel to a service (a
+/// replica, or the binary run as a process).
+pub async fn new_tenant(channel: &Channel) -> Tenant {
+    let user = Uuid::new_v4();
+    let token = user_token(user);
+    let slug = format!("org-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let org = proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
+        .create_organization(authed(
+            proto::CreateOrganizationRequest {
+                name: slug.clone(),
+                slug,
+                owner_user_id: user.to_string(),
+            },
+            &token,
+        ))
+        .await
+        .expect("creating an organization")
+        .into_inner();
+    Tenant {
+        user,
+        org: org.id.parse().expect("an organization id"),
+        token,
+    }
 }
 
 pub fn user_token(user: Uuid) -> String {
