@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use affinity::db::migrate::{self, MIGRATOR, ROLLBACK_KNOWS_UP_TO};
 use affinity::legacy::LegacyConfig;
+use common::process::ServiceProcess;
 use common::{all_table_fingerprints, catalog, run_binary, BinaryRun, TestDb};
 use sqlx::PgPool;
 
@@ -459,70 +460,14 @@ async fn a_database_half_migrated_by_sqlx_s_runner_rolls_back_or_completes() {
 /// `affinity serve` replicas started at the same moment on `db`, each on a
 /// port of its own, logging to a file each.
 async fn replicas_serve_after_one_migration(db: &TestDb, replicas: usize) {
-    use std::process::{Command, Stdio};
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-
-    let dir = tempfile::tempdir().unwrap();
-    let mut children = Vec::new();
-    for i in 0..replicas {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.path().join(format!("replica-{i}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_affinity"))
-            .arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env(
-                "AFFINITY_JWT_SECRET",
-                "a-secret-for-the-migration-tests-0123456789",
-            )
-            .env("AFFINITY_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info,sqlx=warn")
-            .env_remove("AFFINITY_METRICS_ADDR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        children.push((KillOnDrop(child), port, log));
-    }
-    for (child, port, log) in &mut children {
-        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect_lazy();
-        let mut health = HealthClient::new(channel);
-        let mut serving = false;
-        for _ in 0..1200 {
-            if let Ok(r) = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            {
-                if r.into_inner().status == ServingStatus::Serving as i32 {
-                    serving = true;
-                    break;
-                }
-            }
-            if let Ok(Some(status)) = child.0.try_wait() {
-                panic!(
-                    "a replica exited ({status}):\n{}",
-                    std::fs::read_to_string(&*log).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(serving, "a replica never became SERVING");
-    }
-    let logs: Vec<String> = children
-        .into_iter()
-        .map(|(child, _, log)| {
-            drop(child);
-            std::fs::read_to_string(log).unwrap()
-        })
+    let mut children: Vec<ServiceProcess> = (0..replicas)
+        .map(|_| ServiceProcess::spawn(&db.url, &[]))
         .collect();
+    for child in &mut children {
+        child.wait_serving(Duration::from_secs(120)).await;
+    }
+    let logs: Vec<String> = children.iter().map(ServiceProcess::log).collect();
+    drop(children);
     let committed = logs
         .iter()
         .filter(|l| l.contains("migrations committed"))
@@ -536,15 +481,6 @@ async fn replicas_serve_after_one_migration(db: &TestDb, replicas: usize) {
         scalar_i64(&db.pool, "SELECT count(*) FROM _sqlx_migrations").await,
         MIGRATOR.iter().count() as i64
     );
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
