@@ -244,7 +244,8 @@ impl Metrics {
         if let Some(counted) = self.pool.get() {
             self.pool_waiting.set(counted.waiting());
             let pool = counted.pool();
-            let idle = pool.num_idle() as i64;
+            // Warm connections are idle too, though checked out of sqlx's pool.
+            let idle = (pool.num_idle() + counted.warm()) as i64;
             let size = i64::from(pool.size());
             self.pool_connections.with_label_values(&["idle"]).set(idle);
             self.pool_connections

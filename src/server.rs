@@ -224,8 +224,8 @@ pub async fn run_with_metrics(
                 .await?;
         let counted = crate::db::pool::CountedPool::new(pool.clone(), state.reachability.clone());
         state.set_ready(counted.clone()).await?;
-        metrics.set_pool(counted, config.db_max_connections);
-        anyhow::Ok(pool)
+        metrics.set_pool(counted.clone(), config.db_max_connections);
+        anyhow::Ok(counted)
     };
     let outcome = tokio::select! {
         r = startup => Some(r),
@@ -236,7 +236,8 @@ pub async fn run_with_metrics(
         }
     };
     let pool = match outcome {
-        Some(Ok(pool)) => {
+        Some(Ok(counted)) => {
+            let pool = counted.pool().clone();
             // Partitions ahead now, then the schedules; stopped when dropped.
             let _jobs = crate::jobs::spawn(&config, pool.clone(), metrics.clone());
             // SERVING once membership changes are followed (until then, and
@@ -287,7 +288,7 @@ pub async fn run_with_metrics(
             // Before `stop` says NOT_SERVING for good.
             drop((follower, probe));
             listener.abort();
-            Some(pool)
+            Some(counted)
         }
         Some(Err(e)) => {
             stop(&mut health, stop_tx, server, &config, None, embedded_db).await;
@@ -314,7 +315,7 @@ async fn stop(
     stop_tx: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     config: &Config,
-    pool: Option<sqlx::PgPool>,
+    pool: Option<crate::db::pool::CountedPool>,
     embedded_db: Option<EmbeddedDb>,
 ) {
     tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 const ZONES: [&str; 7] = [
     "UTC",
-    "Europe/Berlin",       // rolled up below: daily rollups
+    "Europe/Berlin",
     "America/Santiago",    // DST changes at midnight
     "America/St_Johns",    // -03:30
     "Asia/Kolkata",        // +05:30: hours cut by local midnight
@@ -66,7 +66,7 @@ fn series() -> Vec<Uuid> {
 }
 
 /// A connection (temporary functions live in its session) to a migrated
-/// database holding an organization, Europe/Berlin rolled up, and points of
+/// database holding an organization, daily rollups in six zones, and points of
 /// three series over ~13 months, written by several statements, with equal
 /// timestamps, far-future points moved between partitions, deletions and
 /// updates.
@@ -78,11 +78,20 @@ async fn seeded() -> (TestDb, PoolConnection<Postgres>, Uuid) {
         .fetch_one(&mut *c)
         .await
         .unwrap();
-    let added: bool = sqlx::query_scalar("SELECT add_metric_rollup_zone('Europe/Berlin')")
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
-    assert!(added);
+    // Daily rollups (read in one statement, migration 07) in every zone
+    // but Asia/Kolkata, whose day, week and month buckets take the
+    // stepwise path with hourly rollups cut at its half-hour midnights.
+    for zone in ZONES
+        .iter()
+        .filter(|z| !["UTC", "Asia/Kolkata"].contains(z))
+    {
+        let added: bool = sqlx::query_scalar("SELECT add_metric_rollup_zone($1)")
+            .bind(zone)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert!(added, "{zone}");
+    }
     let statements = [
         "SELECT setseed(0.42)".to_string(),
         // Past the partitions: the default partition takes them, until

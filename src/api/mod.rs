@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres};
 use tonic::Request;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::config::Config;
-use crate::db::pool::{CountedPool, Reachability};
+use crate::db::pool::{CallConn, CountedPool, Reachability};
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::MembershipCache;
@@ -107,7 +107,7 @@ impl ApiState {
     pub async fn db_until(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
         let pool = self.pool()?;
         match deadline {
-            None => Ok(CallDb::Plain(pool.acquire().await?)),
+            None => Ok(CallDb(pool.acquire_call().await?)),
             Some(deadline) => {
                 let left = deadline
                     .0
@@ -120,7 +120,7 @@ impl ApiState {
                 }
                 // SET takes no parameters; the value is a number computed here.
                 let begin = format!("BEGIN; SET LOCAL statement_timeout = {ms}");
-                Ok(CallDb::Deadline(pool.begin_with(begin).await?))
+                Ok(CallDb(pool.begin_call(begin).await?))
             }
         }
     }
@@ -198,25 +198,17 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
 }
 
 /// A call's database connection (see [`ApiState::db`]).
-pub enum CallDb {
-    Plain(PoolConnection<Postgres>),
-    Deadline(Transaction<'static, Postgres>),
-}
+pub struct CallDb(CallConn);
 
 impl CallDb {
     pub fn conn(&mut self) -> &mut PgConnection {
-        match self {
-            CallDb::Plain(c) => c,
-            CallDb::Deadline(t) => t,
-        }
+        &mut self.0
     }
 
-    /// Commits the deadline's transaction (nothing to do otherwise).
+    /// Commits the deadline's transaction, if any, and hands the connection
+    /// on to the next call as it is (see [`CountedPool::acquire_call`]).
     pub async fn finish(self) -> ApiResult<()> {
-        if let CallDb::Deadline(t) = self {
-            t.commit().await?;
-        }
-        Ok(())
+        Ok(self.0.finish().await?)
     }
 }
 

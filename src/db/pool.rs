@@ -1,11 +1,16 @@
 //! The connection pool: connects with retry and backoff, logging why; and
 //! the probe that tells whether the database answers right now.
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, TransactionManager};
 
 /// Connects to `url`, retrying with exponential backoff (100 ms doubling to
 /// 5 s) for as long as the database refuses; a malformed URL fails at once.
@@ -64,6 +69,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct Reachability {
     tx: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Bumped whenever the probe loses its connection (the server may have
+    /// restarted or ended sessions): connections kept from before are
+    /// checked again before another call uses them.
+    epoch: std::sync::Arc<AtomicU64>,
 }
 
 impl Default for Reachability {
@@ -77,7 +86,13 @@ impl Reachability {
     pub fn new() -> Self {
         Reachability {
             tx: std::sync::Arc::new(tokio::sync::watch::Sender::new(true)),
+            epoch: Default::default(),
         }
+    }
+
+    /// Changes when the probe loses its connection.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     pub fn is_reachable(&self) -> bool {
@@ -128,6 +143,7 @@ impl Reachability {
             if alive {
                 self.set(true, None);
             } else {
+                self.epoch.fetch_add(1, Ordering::Relaxed);
                 conn = None;
                 match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(&options))
                     .await
@@ -145,40 +161,74 @@ impl Reachability {
     }
 }
 
-/// A pool whose acquisitions are counted while they wait, for the
+/// How long a connection may wait in the warm list before it goes back
+/// to sqlx's pool (which checks it before the next use and applies its
+/// lifetime limits).
+const WARM_FOR: Duration = Duration::from_secs(2);
+
+/// The calls' pool: sqlx's pool, plus a short warm list of connections that
+/// just ended a call cleanly, handed to the next call as they are.
+///
+/// Why: sqlx pings a connection (a round trip to PostgreSQL) when it comes
+/// back to its pool and again before handing it out, so a one-query call
+/// cost three round trips; the pings took about a fifth of the database's
+/// and the service's CPU under load (BENCHMARKS.md). A connection that has
+/// just answered a whole call needs no check. Any other connection (a call
+/// that failed or was cancelled mid-way, one left unused for [`WARM_FOR`],
+/// one older than the probe's last lost connection) goes back to sqlx's
+/// pool, which checks it.
+///
+/// Acquisitions are counted while they wait, for the
 /// `affinity_db_pool_waiting` gauge (sqlx does not expose its waiters).
-/// Cheap to clone; the count is shared.
+/// Cheap to clone; the state is shared.
 #[derive(Clone, Debug)]
 pub struct CountedPool {
     pool: PgPool,
-    waiting: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    waiting: Arc<AtomicI64>,
     reachability: Reachability,
+    warm: Arc<Mutex<Vec<Warm>>>,
+    /// At most this many connections wait in the warm list, so that sqlx's
+    /// pool always has some for the service's background work.
+    warm_max: usize,
+}
+
+#[derive(Debug)]
+struct Warm {
+    conn: PoolConnection<Postgres>,
+    since: Instant,
+    epoch: u64,
 }
 
 /// Counts one waiter while alive (so a cancelled wait is uncounted too).
-struct Waiter<'a>(&'a std::sync::atomic::AtomicI64);
+struct Waiter<'a>(&'a AtomicI64);
 
 impl<'a> Waiter<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicI64) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn new(count: &'a AtomicI64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
         Waiter(count)
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl CountedPool {
     /// `reachability`: the probe's verdict, which ends waits for a
-    /// connection when the database is gone.
+    /// connection when the database is gone. Call within a tokio runtime:
+    /// a task hands connections left warm too long back to sqlx's pool.
     pub fn new(pool: PgPool, reachability: Reachability) -> Self {
+        let warm_max = (pool.options().get_max_connections() as usize).saturating_sub(2);
+        let warm: Arc<Mutex<Vec<Warm>>> = Default::default();
+        tokio::spawn(sweep(Arc::downgrade(&warm)));
         CountedPool {
             pool,
             waiting: Default::default(),
             reachability,
+            warm,
+            warm_max,
         }
     }
 
@@ -189,7 +239,12 @@ impl CountedPool {
 
     /// Callers waiting for a connection now.
     pub fn waiting(&self) -> i64 {
-        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Connections in the warm list now (idle, but checked out of sqlx's pool).
+    pub fn warm(&self) -> usize {
+        self.warm.lock().map_or(0, |w| w.len())
     }
 
     /// A connection, or PoolTimedOut (UNAVAILABLE to clients) as soon as
@@ -205,11 +260,127 @@ impl CountedPool {
         }
     }
 
-    /// A connection in a transaction opened by `begin` (e.g. `BEGIN; SET
-    /// LOCAL ...`).
-    pub async fn begin_with(&self, begin: String) -> sqlx::Result<Transaction<'static, Postgres>> {
-        let conn = self.acquire().await?;
-        // What `Pool::begin_with` does after its own (uncounted) acquire.
-        sqlx::Transaction::begin(conn, Some(begin.into())).await
+    /// A connection for one call: a warm one when there is one, else as
+    /// [`CountedPool::acquire`]. It goes back to the warm list only when
+    /// the call ends it with [`CallConn::finish`].
+    pub async fn acquire_call(&self) -> sqlx::Result<CallConn> {
+        let epoch = self.reachability.epoch();
+        let warm = loop {
+            let next = self.warm.lock().ok().and_then(|mut w| w.pop());
+            match next {
+                // Stale ones go back to sqlx's pool (dropped), which checks them.
+                Some(w) if w.epoch != epoch || w.since.elapsed() > WARM_FOR => continue,
+                other => break other,
+            }
+        };
+        let conn = match warm {
+            Some(w) => w.conn,
+            None => self.acquire().await?,
+        };
+        Ok(CallConn {
+            conn: Some(conn),
+            in_transaction: false,
+            pool: self.clone(),
+        })
+    }
+
+    /// [`CountedPool::acquire_call`] in a transaction opened by `begin`
+    /// (e.g. `BEGIN; SET LOCAL ...`), committed by [`CallConn::finish`] and
+    /// rolled back when the call ends otherwise.
+    pub async fn begin_call(&self, begin: String) -> sqlx::Result<CallConn> {
+        let mut conn = self.acquire_call().await?;
+        PgTransactionManager::begin(&mut conn, Some(begin.into())).await?;
+        conn.in_transaction = true;
+        Ok(conn)
+    }
+
+    /// Hands the warm connections back to sqlx's pool and closes it.
+    pub async fn close(&self) {
+        if let Ok(mut w) = self.warm.lock() {
+            w.clear();
+        }
+        self.pool.close().await;
+    }
+
+    fn keep_warm(&self, conn: PoolConnection<Postgres>) {
+        let Ok(mut w) = self.warm.lock() else { return };
+        if w.len() < self.warm_max && !self.pool.is_closed() {
+            w.push(Warm {
+                conn,
+                since: Instant::now(),
+                epoch: self.reachability.epoch(),
+            });
+        }
+    }
+}
+
+/// Every [`WARM_FOR`], hands connections warm for longer back to sqlx's
+/// pool; ends with the pool.
+async fn sweep(warm: Weak<Mutex<Vec<Warm>>>) {
+    loop {
+        tokio::time::sleep(WARM_FOR).await;
+        let Some(warm) = warm.upgrade() else { return };
+        let stale: Vec<Warm> = match warm.lock() {
+            Ok(mut w) => {
+                let (keep, stale) = w.drain(..).partition(|c| c.since.elapsed() <= WARM_FOR);
+                *w = keep;
+                stale
+            }
+            Err(_) => Vec::new(),
+        };
+        // Dropped outside the lock: back to sqlx's pool.
+        drop(stale);
+    }
+}
+
+/// The connection of one call (see [`CountedPool::acquire_call`]).
+#[derive(Debug)]
+pub struct CallConn {
+    conn: Option<PoolConnection<Postgres>>,
+    in_transaction: bool,
+    pool: CountedPool,
+}
+
+impl CallConn {
+    /// The call is done with the database: commits its transaction if it
+    /// has one, and keeps the connection warm for the next call.
+    pub async fn finish(mut self) -> sqlx::Result<()> {
+        if self.in_transaction {
+            PgTransactionManager::commit(&mut self).await?;
+            self.in_transaction = false;
+        }
+        if let Some(conn) = self.conn.take() {
+            self.pool.keep_warm(conn);
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for CallConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        // Some until finish() or drop, which consume it.
+        self.conn.as_deref().expect("CallConn used after finish")
+    }
+}
+
+impl std::ops::DerefMut for CallConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("CallConn used after finish")
+    }
+}
+
+impl Drop for CallConn {
+    /// Not finished: an error or a cancelled call. The transaction's
+    /// ROLLBACK is queued, and sqlx's pool (which the connection returns
+    /// to) sends it and checks the connection before anyone else uses it.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            if self.in_transaction {
+                PgTransactionManager::start_rollback(conn);
+            }
+        }
     }
 }
