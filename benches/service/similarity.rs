@@ -93,7 +93,32 @@ const SEARCH_EXACT_SQL: &str = "SELECT entity_id FROM embeddings
      ORDER BY embedding <=> $2
      LIMIT 10";
 
+/// Reads the embeddings and their indexes into the OS page cache
+/// (pg_prewarm), so that the first cell does not pay for a cold cache
+/// (seen: 128 ms instead of 5 ms per search right after a restart) while
+/// the SQL run right after it finds the cache warm.
+async fn prewarm(pool: &PgPool) -> Result<()> {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        .execute(pool)
+        .await?;
+    let blocks: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(pg_prewarm(c.oid, 'read')), 0)::bigint FROM pg_class c
+         WHERE c.oid = 'embeddings'::regclass
+            OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'embeddings'::regclass)",
+    )
+    .fetch_one(pool)
+    .await?;
+    eprintln!(
+        "  prewarmed {} MB of embeddings and their indexes",
+        blocks * 8 / 1024
+    );
+    Ok(())
+}
+
 pub async fn run(ctx: &Ctx) -> Result<Results> {
+    prewarm(&ctx.pool)
+        .await
+        .context("prewarming the embeddings")?;
     let w = &ctx.world;
     let docs = VectorModel::new(w, DOC_DIM);
     let mut out = Results {

@@ -190,6 +190,8 @@ pub struct CountedPool {
     /// At most this many connections wait in the warm list, so that sqlx's
     /// pool always has some for the service's background work.
     warm_max: usize,
+    /// Set by [`CountedPool::close`]: nothing goes warm any more.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -229,6 +231,7 @@ impl CountedPool {
             reachability,
             warm,
             warm_max,
+            closing: Default::default(),
         }
     }
 
@@ -296,6 +299,9 @@ impl CountedPool {
 
     /// Hands the warm connections back to sqlx's pool and closes it.
     pub async fn close(&self) {
+        // Before the list is emptied: a call ending now cannot refill it
+        // (sqlx's close waits for every connection it handed out).
+        self.closing.store(true, Ordering::SeqCst);
         if let Ok(mut w) = self.warm.lock() {
             w.clear();
         }
@@ -304,7 +310,7 @@ impl CountedPool {
 
     fn keep_warm(&self, conn: PoolConnection<Postgres>) {
         let Ok(mut w) = self.warm.lock() else { return };
-        if w.len() < self.warm_max && !self.pool.is_closed() {
+        if w.len() < self.warm_max && !self.closing.load(Ordering::SeqCst) {
             w.push(Warm {
                 conn,
                 since: Instant::now(),

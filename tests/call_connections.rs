@@ -1,0 +1,155 @@
+//! Connections between calls (`src/db/pool.rs` `CountedPool::acquire_call`):
+//! a connection that just served a whole call is handed to the next call
+//! without sqlx's pings; anything else goes back to sqlx's pool, which
+//! tests it. Neither a cancelled call's open transaction nor a backend
+//! killed while its connection waits may reach later calls.
+
+mod common;
+
+use std::time::Duration;
+
+use affinity::proto;
+use common::server::{authed, TestServer};
+use sqlx::PgPool;
+use tokio::time::Instant;
+use tonic::Code;
+
+fn aggregation(org: uuid::Uuid) -> proto::GetMetricsAggregatedRequest {
+    proto::GetMetricsAggregatedRequest {
+        organization_id: org.to_string(),
+        entity: Some(proto::EntityRef {
+            entity_type: "post".into(),
+            entity_id: uuid::Uuid::new_v4().to_string(),
+        }),
+        metric_name: "likes".into(),
+        ..Default::default()
+    }
+}
+
+/// The service's backends in `state` (pg_stat_activity), with their last query.
+async fn backends(pool: &PgPool, state: &str) -> Vec<(i32, String)> {
+    sqlx::query_as(
+        "SELECT pid, query FROM pg_stat_activity
+         WHERE application_name = 'affinity' AND state = $1",
+    )
+    .bind(state)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_inside_its_transaction_leaves_no_transaction_open() {
+    let server = TestServer::start().await;
+    let tenant = server.new_tenant().await;
+    // The call's transaction (a client deadline opens one) waits behind a lock.
+    let mut lock = server.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE metric_rollups_daily IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut client = server.metrics();
+    let mut req = authed(aggregation(tenant.org), &tenant.token);
+    req.set_timeout(Duration::from_secs(30));
+    let call = tokio::spawn(async move { client.get_metrics_aggregated(req).await });
+    let pool = server.db.pool.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !backends(&pool, "active").await.is_empty()
+        })
+        .await,
+        "the call never reached the database"
+    );
+    // The client goes away: the service drops the call mid-statement.
+    call.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.rollback().await.unwrap();
+
+    // Its statement ends, its transaction is rolled back, and the
+    // connection is not left idle in a transaction for anyone.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            backends(&pool, "idle in transaction").await.is_empty()
+                && backends(&pool, "active").await.is_empty()
+        })
+        .await,
+        "left behind: {:?}",
+        backends(&pool, "idle in transaction").await
+    );
+    // Later calls, with and without a transaction of their own, succeed
+    // and leave nothing open either.
+    for deadline in [None, Some(Duration::from_secs(10)), None] {
+        let mut req = authed(aggregation(tenant.org), &tenant.token);
+        if let Some(d) = deadline {
+            req.set_timeout(d);
+        }
+        server.metrics().get_metrics_aggregated(req).await.unwrap();
+    }
+    assert!(backends(&pool, "idle in transaction").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_connection_whose_backend_is_killed_fails_at_most_one_call() {
+    let server = TestServer::start().await;
+    let tenant = server.new_tenant().await;
+    let call = || {
+        let mut client = server.metrics();
+        let req = authed(aggregation(tenant.org), &tenant.token);
+        async move { client.get_metrics_aggregated(req).await }
+    };
+    for _ in 0..3 {
+        call().await.unwrap();
+    }
+    // The connection(s) that served them wait warm: end their backends (an
+    // administrator's pg_terminate_backend; the probe's own connection is
+    // left alone, so no outage is seen).
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'affinity' AND state = 'idle'
+           AND query LIKE '%get_metrics_aggregated%'",
+    )
+    .fetch_all(&server.db.pool)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "no warm connection found");
+
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        if let Err(status) = call().await {
+            failures.push(status);
+        }
+    }
+    // Each killed connection can fail the one call that finds it dead, with
+    // a code clients retry; then it leaves for good.
+    assert!(
+        failures.len() <= killed.len(),
+        "{} failures for {} killed connections: {failures:?}",
+        failures.len(),
+        killed.len()
+    );
+    assert!(
+        failures.iter().all(|s| s.code() == Code::Unavailable),
+        "{failures:?}"
+    );
+    for _ in 0..5 {
+        call().await.unwrap();
+    }
+}
