@@ -45,18 +45,6 @@ LANGUAGE sql STABLE AS $$
                 ELSE t END
 $$;
 
--- [t0, t1) cut at local midnights: [t0, e1) before the whole local days,
--- [e2, t1) after them. Neither edge holds a local midnight, hence no
--- bucket boundary (day, week and month ones are local midnights): all of
--- an edge's hours fall in one bucket.
-CREATE FUNCTION metric_edge_before_days(t0 timestamptz, t1 timestamptz, tz text) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$ SELECT least(metric_day_at_or_after(t0, tz), t1) $$;
-
-CREATE FUNCTION metric_edge_after_days(t0 timestamptz, t1 timestamptz, tz text) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-    SELECT greatest(date_trunc('day', t1, tz), least(metric_day_at_or_after(t0, tz), t1))
-$$;
-
 -- The points of one series in [lo, hi). A function, not inlined: its
 -- statement (and the partitions of the points) is planned and opened only
 -- when it is called, and get_metrics_aggregated calls it only for the
@@ -93,14 +81,19 @@ WITH q AS (
            get_metrics_aggregated.time_zone AS tz
 ), r AS (
     -- Only when this statement answers; one row of bounds.
-    SELECT q.unit, q.tz, q.t0, q.t1,
-           metric_day_at_or_after(q.t0, q.tz) AS d0, date_trunc('day', q.t1, q.tz) AS d1,
-           e.e1, e.e2,
+    -- [d0, d1): the whole local days. [t0, e1) and [e2, t1): the edges
+    -- before and after them (one edge, e1 = e2 = t1, when the range lies in
+    -- one local day). An edge holds no local midnight, hence no bucket
+    -- boundary (day, week and month ones are local midnights): all of an
+    -- edge's hours fall in one bucket.
+    SELECT q.unit, q.tz, q.t0, q.t1, d.d0, d.d1, e.e1, e.e2,
            metric_ceil_hour(q.t0) AS h1a, metric_floor_hour(e.e1) AS h1b,
            metric_ceil_hour(e.e2) AS h2a, metric_floor_hour(q.t1) AS h2b
     FROM q
-    CROSS JOIN LATERAL (SELECT metric_edge_before_days(q.t0, q.t1, q.tz) AS e1,
-                               metric_edge_after_days(q.t0, q.t1, q.tz) AS e2) e
+    CROSS JOIN LATERAL (SELECT metric_day_at_or_after(q.t0, q.tz) AS d0,
+                               date_trunc('day', q.t1, q.tz) AS d1) d
+    CROSS JOIN LATERAL (SELECT least(d.d0, q.t1) AS e1,
+                               greatest(d.d1, least(d.d0, q.t1)) AS e2) e
     WHERE q.unit IN ('day', 'week', 'month') AND q.t0 < q.t1
       AND get_metrics_aggregated.in_organization_id IS NOT NULL
       AND EXISTS (SELECT 1 FROM metric_rollup_zones z WHERE z.time_zone = q.tz)

@@ -8,23 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use affinity::proto;
-use common::server::{authed, TestServer};
+use common::server::{aggregation, authed, TestServer};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tonic::Code;
-
-fn aggregation(org: uuid::Uuid) -> proto::GetMetricsAggregatedRequest {
-    proto::GetMetricsAggregatedRequest {
-        organization_id: org.to_string(),
-        entity: Some(proto::EntityRef {
-            entity_type: "post".into(),
-            entity_id: uuid::Uuid::new_v4().to_string(),
-        }),
-        metric_name: "likes".into(),
-        ..Default::default()
-    }
-}
 
 /// The service's backends in `state` (pg_stat_activity), with their last query.
 async fn backends(pool: &PgPool, state: &str) -> Vec<(i32, String)> {

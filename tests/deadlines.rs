@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use affinity::proto;
-use common::server::{authed, TestServer};
+use common::server::{aggregation, authed, TestServer};
 use common::TestDb;
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -41,18 +41,6 @@ async fn wait_for_waiting(pool: &PgPool, limit: Duration, pred: impl Fn(i64) -> 
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn aggregation(org: uuid::Uuid) -> proto::GetMetricsAggregatedRequest {
-    proto::GetMetricsAggregatedRequest {
-        organization_id: org.to_string(),
-        entity: Some(proto::EntityRef {
-            entity_type: "post".into(),
-            entity_id: uuid::Uuid::new_v4().to_string(),
-        }),
-        metric_name: "likes".into(),
-        ..Default::default()
     }
 }
 

@@ -63,8 +63,8 @@ DROP TABLE IF EXISTS
 
 -- Every function the phases created.
 DROP FUNCTION IF EXISTS
-    metrics_aggregated_stepwise, metric_floor_hour, metric_ceil_hour, metric_day_at_or_after,
-    metric_edge_before_days, metric_edge_after_days, metric_points_between,    -- 07
+    metrics_aggregated_stepwise, metric_floor_hour, metric_ceil_hour,
+    metric_day_at_or_after, metric_points_between,                            -- 07
     add_metric_rollup_zone, drop_metric_rollup_zone, metric_rollups_on_insert,
     metric_rollups_recompute, metric_rollups_prepare_keys, metric_rollups_on_delete,
     metric_rollups_on_update, metric_rollups_on_truncate,                      -- 05

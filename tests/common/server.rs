@@ -186,6 +186,20 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     req
 }
 
+/// GetMetricsAggregated of a series nobody wrote (no buckets), with the
+/// defaults for the rest.
+pub fn aggregation(org: Uuid) -> proto::GetMetricsAggregatedRequest {
+    proto::GetMetricsAggregatedRequest {
+        organization_id: org.to_string(),
+        entity: Some(proto::EntityRef {
+            entity_type: "post".into(),
+            entity_id: Uuid::new_v4().to_string(),
+        }),
+        metric_name: "likes".into(),
+        ..Default::default()
+    }
+}
+
 /// The status code of a call's result.
 pub fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
     match r {
