@@ -19,6 +19,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use sqlx::PgPool;
+use tracing::{Level, Span};
 
 use crate::db::pool::CountedPool;
 use tokio::net::TcpListener;
@@ -387,32 +388,84 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let id = request_id(req.headers());
         req.headers_mut().insert(REQUEST_ID, id.clone());
+        let method = req.uri().path().to_string();
+        let span = rpc_span(&method, id.to_str().unwrap_or_default());
+        let inner = {
+            // The handler may run inside `call` already.
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
         let recorder = Recorder {
             metrics: self.metrics.clone(),
-            method: req.uri().path().to_string(),
+            method,
             started: Instant::now(),
             code: CANCELLED,
+            span,
         };
         ObserveFuture {
-            inner: self.inner.call(req),
+            inner,
             state: Some((id, recorder)),
         }
     }
 }
 
-/// Counts the call when dropped: with the status it saw, else CANCELLED
-/// (the client went away before the end).
+/// The span of one call: every log line of the call carries its method,
+/// request id and (once authorized) organization. Health and reflection
+/// calls get a DEBUG span, the others INFO.
+fn rpc_span(method: &str, request_id: &str) -> Span {
+    if method.starts_with("/grpc.") {
+        tracing::debug_span!(
+            "rpc",
+            method = %method,
+            request_id,
+            organization = tracing::field::Empty
+        )
+    } else {
+        tracing::info_span!(
+            "rpc",
+            method = %method,
+            request_id,
+            organization = tracing::field::Empty
+        )
+    }
+}
+
+/// Counts the call and logs its end when dropped: with the status it saw,
+/// else CANCELLED (the client went away before the end).
 struct Recorder {
     metrics: Arc<Metrics>,
     method: String,
     started: Instant,
     code: &'static str,
+    span: Span,
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.metrics
             .record_rpc(&self.method, self.code, self.started);
+        log_completion(&self.span, self.code, self.started);
+    }
+}
+
+/// One line when a call ends, in its span: DEBUG for successful calls and
+/// for health and reflection (a line per call at thousands of calls a
+/// second costs the hot path more than the call itself), WARN for the
+/// service's own failures, INFO for calls refused for the client's reasons.
+fn log_completion(span: &Span, code: &'static str, started: Instant) {
+    if span.is_disabled() {
+        return;
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let debug = span.metadata().is_some_and(|m| *m.level() == Level::DEBUG);
+    match code {
+        _ if debug || code == "OK" => {
+            tracing::debug!(parent: span, status = %code, latency_ms, "rpc finished")
+        }
+        "INTERNAL" | "UNKNOWN" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "DATA_LOSS" => {
+            tracing::warn!(parent: span, status = %code, latency_ms, "rpc failed")
+        }
+        _ => tracing::info!(parent: span, status = %code, latency_ms, "rpc finished"),
     }
 }
 
@@ -432,7 +485,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _entered = this.state.as_ref().map(|(_, r)| r.span.enter());
+            ready!(this.inner.poll(cx))
+        };
         let Some((id, mut recorder)) = this.state.take() else {
             // Polled after completion: not reachable through tower.
             return Poll::Ready(result.map(|res| {
@@ -482,7 +538,11 @@ impl<B: http_body::Body> http_body::Body for ObservedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        // A streaming call's work goes on in its body, in its span.
+        let frame = {
+            let _entered = this.recorder.as_ref().map(|r| r.span.enter());
+            ready!(this.inner.poll_frame(cx))
+        };
         match &frame {
             Some(Ok(f)) => {
                 if let Some(trailers) = f.trailers_ref() {

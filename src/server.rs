@@ -16,8 +16,6 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
-use tower_http::trace::TraceLayer;
-use tracing::{Level, Span};
 
 use crate::api::ai_context::AiContextApi;
 use crate::api::maintenance::MaintenanceApi;
@@ -116,63 +114,35 @@ pub async fn run_with_metrics(
     let router = builder
         .layer(ObserveLayer::new(metrics.clone()))
         .layer(MapResponseLayer::new(refusals_in_contract_codes))
-        .layer(
-            // One span per RPC (method, organization), and one line when it
-            // ends with its gRPC code and duration. Health and reflection
-            // calls are logged at DEBUG only.
-            TraceLayer::new_for_grpc()
-                .make_span_with(|req: &http::Request<_>| {
-                    let method = req.uri().path();
-                    // Set (and checked) by ObserveLayer.
-                    let request_id = req
-                        .headers()
-                        .get(observability::REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if method.starts_with("/grpc.") {
-                        tracing::debug_span!("rpc", method = %method, request_id, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
-                    } else {
-                        tracing::info_span!("rpc", method = %method, request_id, organization = tracing::field::Empty, latency_ms = tracing::field::Empty)
-                    }
-                })
-                .on_request(())
-                // Trailers-only responses (errors) carry the status in the headers...
-                .on_response(|res: &http::Response<_>, latency: Duration, span: &Span| {
-                    // Unary handlers have finished when the headers go out.
-                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
-                    if let Some(code) = res.headers().get("grpc-status") {
-                        log_completion(span, code.to_str().unwrap_or("2"));
-                    }
-                })
-                // ...the others in the trailers at the end of the stream.
-                .on_eos(|trailers: Option<&http::HeaderMap>, _: Duration, span: &Span| {
-                    let code = trailers.and_then(|t| t.get("grpc-status")).and_then(|c| c.to_str().ok());
-                    log_completion(span, code.unwrap_or("0"));
-                })
-                .on_failure(()),
-        )
-        .layer(crate::deadline::DeadlineLayer::new(state.reachability.clone()))
+        .layer(crate::deadline::DeadlineLayer::new(
+            state.reachability.clone(),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            SimilarityServiceServer::new(SimilarityApi::new(state.clone())).max_decoding_message_size(max),
+            SimilarityServiceServer::new(SimilarityApi::new(state.clone()))
+                .max_decoding_message_size(max),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            MetricsServiceServer::new(MetricsApi::new(state.clone())).max_decoding_message_size(max),
+            MetricsServiceServer::new(MetricsApi::new(state.clone()))
+                .max_decoding_message_size(max),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            OrganizationServiceServer::new(OrganizationsApi::new(state.clone())).max_decoding_message_size(max),
+            OrganizationServiceServer::new(OrganizationsApi::new(state.clone()))
+                .max_decoding_message_size(max),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            AiContextServiceServer::new(AiContextApi::new(state.clone())).max_decoding_message_size(max),
+            AiContextServiceServer::new(AiContextApi::new(state.clone()))
+                .max_decoding_message_size(max),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            MaintenanceServiceServer::new(MaintenanceApi::new(state.clone())).max_decoding_message_size(max),
+            MaintenanceServiceServer::new(MaintenanceApi::new(state.clone()))
+                .max_decoding_message_size(max),
             check,
         ));
 
@@ -336,27 +306,6 @@ async fn stop(
             Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "stopping the embedded PostgreSQL"),
         }
-    }
-}
-
-fn log_completion(span: &Span, code: &str) {
-    if span.is_disabled() {
-        return;
-    }
-    let name = code
-        .parse::<i32>()
-        .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
-        .unwrap_or_else(|_| code.to_string());
-    let debug = span.metadata().is_some_and(|m| *m.level() == Level::DEBUG);
-    match code {
-        // Successful calls at DEBUG: at thousands of calls a second a line
-        // each costs the hot path more than the call itself.
-        _ if debug || code == "0" => tracing::debug!(parent: span, status = %name, "rpc finished"),
-        // Internal, Unknown, Unavailable, DeadlineExceeded, DataLoss: worth a look.
-        "13" | "2" | "14" | "4" | "15" => {
-            tracing::warn!(parent: span, status = %name, "rpc failed")
-        }
-        _ => tracing::info!(parent: span, status = %name, "rpc finished"),
     }
 }
 

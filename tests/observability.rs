@@ -1,10 +1,16 @@
-//! Watching the service: the Prometheus endpoint on its own port, and the
-//! request id that comes back with every response.
+//! Watching the service: the Prometheus endpoint on its own port, the
+//! request id that comes back with every response, and the log lines calls
+//! leave.
 mod common;
 
-use affinity::proto::{self, Role};
+use std::time::Duration;
+
+use affinity::proto::{self, metrics_service_client::MetricsServiceClient, Role};
+use common::process::ServiceProcess;
 use common::scrape;
-use common::server::{authed, service_token, TestServer};
+use common::server::{
+    aggregation, authed, code, new_tenant, service_token, user_token, TestServer,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::metadata::MetadataMap;
 use tonic::Code;
@@ -273,5 +279,68 @@ async fn calls_waiting_for_a_pool_connection_are_counted() {
     assert_eq!(
         value(&scrape(metrics).await, "affinity_db_pool_waiting"),
         Some(0.0)
+    );
+}
+
+/// `req` with the client's request id `id`.
+fn with_request_id<T>(mut req: tonic::Request<T>, id: &'static str) -> tonic::Request<T> {
+    req.metadata_mut().insert(
+        "x-request-id",
+        tonic::metadata::MetadataValue::from_static(id),
+    );
+    req
+}
+
+/// What an operator reads at the default log level: a refused call leaves
+/// one line, in the call's span (method, request id, organization), with
+/// the contract's name of its status and its latency; a successful call
+/// leaves none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_call_logs_one_line_with_its_request_id_status_and_organization() {
+    let db = common::TestDb::migrated().await;
+    let mut svc = ServiceProcess::spawn(&db.url, &[]);
+    svc.wait_serving(Duration::from_secs(60)).await;
+    let t = new_tenant(&svc.channel).await;
+    let mut metrics = MetricsServiceClient::new(svc.channel.clone());
+
+    let ok = authed(aggregation(t.org), &t.token);
+    metrics
+        .get_metrics_aggregated(with_request_id(ok, "log-test-ok"))
+        .await
+        .expect("a member's aggregation");
+    let stranger = authed(aggregation(t.org), &user_token(Uuid::new_v4()));
+    let denied = metrics
+        .get_metrics_aggregated(with_request_id(stranger, "log-test-denied"))
+        .await;
+    assert_eq!(code(denied), Code::PermissionDenied);
+
+    // The line is written as the call ends, a moment after the client has
+    // its answer.
+    let mut log = svc.log();
+    for _ in 0..50 {
+        if log.contains("log-test-denied") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = svc.log();
+    }
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("log-test-denied"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the refused call:\n{log}");
+    let line = lines[0];
+    for part in [
+        "rpc finished",
+        "status=PERMISSION_DENIED",
+        "latency_ms=",
+        "method=/affinity.v1.MetricsService/GetMetricsAggregated",
+        &format!("organization={}", t.org),
+    ] {
+        assert!(line.contains(part), "{part:?} missing from {line:?}");
+    }
+    assert!(
+        !log.contains("log-test-ok"),
+        "a successful call logs nothing at INFO:\n{log}"
     );
 }
