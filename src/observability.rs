@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::Full;
@@ -19,7 +19,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use sqlx::PgPool;
-use tracing::{Level, Span};
+use tracing::Span;
 
 use crate::db::pool::CountedPool;
 use tokio::net::TcpListener;
@@ -227,7 +227,7 @@ impl Metrics {
         self.jobs.with_label_values(&[job, outcome]).inc();
     }
 
-    fn record_rpc(&self, method: &str, code: &'static str, started: Instant) {
+    fn record_rpc(&self, method: &str, code: &'static str, elapsed: Duration) {
         // A path no service knows would otherwise mint a series per path.
         let method = if code == UNIMPLEMENTED {
             "unknown"
@@ -237,7 +237,7 @@ impl Metrics {
         self.requests.with_label_values(&[method, code]).inc();
         self.duration
             .with_label_values(&[method])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition of every series.
@@ -398,6 +398,7 @@ where
         let recorder = Recorder {
             metrics: self.metrics.clone(),
             method,
+            request_id: id.clone(),
             started: Instant::now(),
             code: CANCELLED,
             span,
@@ -435,6 +436,7 @@ fn rpc_span(method: &str, request_id: &str) -> Span {
 struct Recorder {
     metrics: Arc<Metrics>,
     method: String,
+    request_id: HeaderValue,
     started: Instant,
     code: &'static str,
     span: Span,
@@ -442,30 +444,47 @@ struct Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.metrics
-            .record_rpc(&self.method, self.code, self.started);
-        log_completion(&self.span, self.code, self.started);
+        let elapsed = self.started.elapsed();
+        self.metrics.record_rpc(&self.method, self.code, elapsed);
+        self.log_completion(elapsed.as_secs_f64() * 1000.0);
     }
 }
 
-/// One line when a call ends, in its span: DEBUG for successful calls and
-/// for health and reflection (a line per call at thousands of calls a
-/// second costs the hot path more than the call itself), WARN for the
-/// service's own failures, INFO for calls refused for the client's reasons.
-fn log_completion(span: &Span, code: &'static str, started: Instant) {
-    if span.is_disabled() {
-        return;
-    }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let debug = span.metadata().is_some_and(|m| *m.level() == Level::DEBUG);
-    match code {
-        _ if debug || code == "OK" => {
-            tracing::debug!(parent: span, status = %code, latency_ms, "rpc finished")
+/// The end-of-call line at `$level`: in the call's span, or, when a filter
+/// leaves the span out (an INFO span under `RUST_LOG=warn`), with the call's
+/// method and request id on the line itself.
+macro_rules! completion {
+    ($level:ident, $r:expr, $latency_ms:expr, $msg:literal) => {
+        if $r.span.is_disabled() {
+            tracing::$level!(
+                method = %$r.method,
+                request_id = $r.request_id.to_str().unwrap_or_default(),
+                status = %$r.code,
+                latency_ms = $latency_ms,
+                $msg
+            )
+        } else {
+            tracing::$level!(parent: &$r.span, status = %$r.code, latency_ms = $latency_ms, $msg)
         }
-        "INTERNAL" | "UNKNOWN" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "DATA_LOSS" => {
-            tracing::warn!(parent: span, status = %code, latency_ms, "rpc failed")
+    };
+}
+
+impl Recorder {
+    /// One line when a call ends: DEBUG for successful calls and for health
+    /// and reflection (a line per call at thousands of calls a second costs
+    /// the hot path more than the call itself), WARN for the service's own
+    /// failures, INFO for calls refused for the client's reasons.
+    fn log_completion(&self, latency_ms: f64) {
+        match self.code {
+            "OK" => completion!(debug, self, latency_ms, "rpc finished"),
+            _ if self.method.starts_with("/grpc.") => {
+                completion!(debug, self, latency_ms, "rpc finished")
+            }
+            "INTERNAL" | "UNKNOWN" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "DATA_LOSS" => {
+                completion!(warn, self, latency_ms, "rpc failed")
+            }
+            _ => completion!(info, self, latency_ms, "rpc finished"),
         }
-        _ => tracing::info!(parent: span, status = %code, latency_ms, "rpc finished"),
     }
 }
 

@@ -291,6 +291,23 @@ fn with_request_id<T>(mut req: tonic::Request<T>, id: &'static str) -> tonic::Re
     req
 }
 
+/// The one line of the service's log that names `request_id` (waiting for
+/// it: it is written as the call ends, a moment after the client has its
+/// answer), and the whole log.
+async fn the_line_of(svc: &ServiceProcess, request_id: &str) -> (String, String) {
+    let mut log = svc.log();
+    for _ in 0..50 {
+        if log.contains(request_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = svc.log();
+    }
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(request_id)).collect();
+    assert_eq!(lines.len(), 1, "one line for {request_id}:\n{log}");
+    (lines[0].to_string(), log)
+}
+
 /// What an operator reads at the default log level: a refused call leaves
 /// one line, in the call's span (method, request id, organization), with
 /// the contract's name of its status and its latency; a successful call
@@ -314,22 +331,7 @@ async fn a_refused_call_logs_one_line_with_its_request_id_status_and_organizatio
         .await;
     assert_eq!(code(denied), Code::PermissionDenied);
 
-    // The line is written as the call ends, a moment after the client has
-    // its answer.
-    let mut log = svc.log();
-    for _ in 0..50 {
-        if log.contains("log-test-denied") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        log = svc.log();
-    }
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("log-test-denied"))
-        .collect();
-    assert_eq!(lines.len(), 1, "one line for the refused call:\n{log}");
-    let line = lines[0];
+    let (line, log) = the_line_of(&svc, "log-test-denied").await;
     for part in [
         "rpc finished",
         "status=PERMISSION_DENIED",
@@ -343,4 +345,43 @@ async fn a_refused_call_logs_one_line_with_its_request_id_status_and_organizatio
         !log.contains("log-test-ok"),
         "a successful call logs nothing at INFO:\n{log}"
     );
+}
+
+/// Under `RUST_LOG=warn` the calls' INFO spans are filtered out, and a
+/// failure of the service's own still leaves a line naming the call: here a
+/// call whose deadline passes while another session locks the metric
+/// tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_warn_filter_a_failed_call_still_logs_its_method_request_id_and_status() {
+    let db = common::TestDb::migrated().await;
+    let mut svc = ServiceProcess::spawn(&db.url, &[("RUST_LOG", "warn")]);
+    svc.wait_serving(Duration::from_secs(60)).await;
+    let t = new_tenant(&svc.channel).await;
+    let pool = common::connect(&db.url).await;
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query(
+        "LOCK TABLE time_series_metrics, metric_rollups_hourly, metric_rollups_daily
+         IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    let mut req = with_request_id(authed(aggregation(t.org), &t.token), "log-test-deadline");
+    req.set_timeout(Duration::from_millis(500));
+    let result = MetricsServiceClient::new(svc.channel.clone())
+        .get_metrics_aggregated(req)
+        .await;
+    assert_eq!(code(result), Code::DeadlineExceeded);
+    lock.rollback().await.unwrap();
+
+    let (line, _) = the_line_of(&svc, "log-test-deadline").await;
+    for part in [
+        "WARN",
+        "rpc failed",
+        "status=DEADLINE_EXCEEDED",
+        "method=/affinity.v1.MetricsService/GetMetricsAggregated",
+        "request_id=\"log-test-deadline\"",
+    ] {
+        assert!(line.contains(part), "{part:?} missing from {line:?}");
+    }
 }
