@@ -389,7 +389,9 @@ where
         let id = request_id(req.headers());
         req.headers_mut().insert(REQUEST_ID, id.clone());
         let method = req.uri().path().to_string();
-        let span = rpc_span(&method, id.to_str().unwrap_or_default());
+        // Health and reflection calls: logged at DEBUG only.
+        let quiet = method.starts_with("/grpc.");
+        let span = rpc_span(quiet, &method, id.to_str().unwrap_or_default());
         let inner = {
             // The handler may run inside `call` already.
             let _entered = span.enter();
@@ -398,23 +400,24 @@ where
         let recorder = Recorder {
             metrics: self.metrics.clone(),
             method,
-            request_id: id.clone(),
+            quiet,
+            request_id: id,
             started: Instant::now(),
             code: CANCELLED,
             span,
         };
         ObserveFuture {
             inner,
-            state: Some((id, recorder)),
+            recorder: Some(recorder),
         }
     }
 }
 
 /// The span of one call: every log line of the call carries its method,
-/// request id and (once authorized) organization. Health and reflection
-/// calls get a DEBUG span, the others INFO.
-fn rpc_span(method: &str, request_id: &str) -> Span {
-    if method.starts_with("/grpc.") {
+/// request id and (once authorized) organization; a DEBUG span when
+/// `quiet`, else INFO.
+fn rpc_span(quiet: bool, method: &str, request_id: &str) -> Span {
+    if quiet {
         tracing::debug_span!(
             "rpc",
             method = %method,
@@ -436,6 +439,8 @@ fn rpc_span(method: &str, request_id: &str) -> Span {
 struct Recorder {
     metrics: Arc<Metrics>,
     method: String,
+    /// Health or reflection.
+    quiet: bool,
     request_id: HeaderValue,
     started: Instant,
     code: &'static str,
@@ -477,9 +482,7 @@ impl Recorder {
     fn log_completion(&self, latency_ms: f64) {
         match self.code {
             "OK" => completion!(debug, self, latency_ms, "rpc finished"),
-            _ if self.method.starts_with("/grpc.") => {
-                completion!(debug, self, latency_ms, "rpc finished")
-            }
+            _ if self.quiet => completion!(debug, self, latency_ms, "rpc finished"),
             "INTERNAL" | "UNKNOWN" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "DATA_LOSS" => {
                 completion!(warn, self, latency_ms, "rpc failed")
             }
@@ -492,7 +495,7 @@ pin_project_lite::pin_project! {
     pub struct ObserveFuture<F> {
         #[pin]
         inner: F,
-        state: Option<(HeaderValue, Recorder)>,
+        recorder: Option<Recorder>,
     }
 }
 
@@ -505,10 +508,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _entered = this.state.as_ref().map(|(_, r)| r.span.enter());
+            let _entered = this.recorder.as_ref().map(|r| r.span.enter());
             ready!(this.inner.poll(cx))
         };
-        let Some((id, mut recorder)) = this.state.take() else {
+        let Some(mut recorder) = this.recorder.take() else {
             // Polled after completion: not reachable through tower.
             return Poll::Ready(result.map(|res| {
                 res.map(|inner| ObservedBody {
@@ -519,7 +522,8 @@ where
         };
         Poll::Ready(match result {
             Ok(mut res) => {
-                res.headers_mut().insert(REQUEST_ID, id);
+                res.headers_mut()
+                    .insert(REQUEST_ID, recorder.request_id.clone());
                 // Trailers-only (an error): the status is in the headers and
                 // the call is over.
                 let recorder = match code_name(res.headers().get("grpc-status")) {
