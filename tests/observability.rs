@@ -291,10 +291,10 @@ fn with_request_id<T>(mut req: tonic::Request<T>, id: &'static str) -> tonic::Re
     req
 }
 
-/// The one line of the service's log that names `request_id` (waiting for
-/// it: it is written as the call ends, a moment after the client has its
-/// answer), and the whole log.
-async fn the_line_of(svc: &ServiceProcess, request_id: &str) -> (String, String) {
+/// Waits for the one line of the service's log that names `request_id` (it
+/// is written as the call ends, a moment after the client has its answer),
+/// checks that it holds every one of `parts`, and returns the whole log.
+async fn check_the_line_of(svc: &ServiceProcess, request_id: &str, parts: &[&str]) -> String {
     let mut log = svc.log();
     for _ in 0..50 {
         if log.contains(request_id) {
@@ -305,7 +305,14 @@ async fn the_line_of(svc: &ServiceProcess, request_id: &str) -> (String, String)
     }
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(request_id)).collect();
     assert_eq!(lines.len(), 1, "one line for {request_id}:\n{log}");
-    (lines[0].to_string(), log)
+    for part in parts {
+        assert!(
+            lines[0].contains(part),
+            "{part:?} missing from {:?}",
+            lines[0]
+        );
+    }
+    log
 }
 
 /// What an operator reads at the default log level: a refused call leaves
@@ -331,16 +338,19 @@ async fn a_refused_call_logs_one_line_with_its_request_id_status_and_organizatio
         .await;
     assert_eq!(code(denied), Code::PermissionDenied);
 
-    let (line, log) = the_line_of(&svc, "log-test-denied").await;
-    for part in [
-        "rpc finished",
-        "status=PERMISSION_DENIED",
-        "latency_ms=",
-        "method=/affinity.v1.MetricsService/GetMetricsAggregated",
-        &format!("organization={}", t.org),
-    ] {
-        assert!(line.contains(part), "{part:?} missing from {line:?}");
-    }
+    let organization = format!("organization={}", t.org);
+    let log = check_the_line_of(
+        &svc,
+        "log-test-denied",
+        &[
+            "rpc finished",
+            "status=PERMISSION_DENIED",
+            "latency_ms=",
+            "method=/affinity.v1.MetricsService/GetMetricsAggregated",
+            &organization,
+        ],
+    )
+    .await;
     assert!(
         !log.contains("log-test-ok"),
         "a successful call logs nothing at INFO:\n{log}"
@@ -374,14 +384,16 @@ async fn under_a_warn_filter_a_failed_call_still_logs_its_method_request_id_and_
     assert_eq!(code(result), Code::DeadlineExceeded);
     lock.rollback().await.unwrap();
 
-    let (line, _) = the_line_of(&svc, "log-test-deadline").await;
-    for part in [
-        "WARN",
-        "rpc failed",
-        "status=DEADLINE_EXCEEDED",
-        "method=/affinity.v1.MetricsService/GetMetricsAggregated",
-        "request_id=\"log-test-deadline\"",
-    ] {
-        assert!(line.contains(part), "{part:?} missing from {line:?}");
-    }
+    check_the_line_of(
+        &svc,
+        "log-test-deadline",
+        &[
+            "WARN",
+            "rpc failed",
+            "status=DEADLINE_EXCEEDED",
+            "method=/affinity.v1.MetricsService/GetMetricsAggregated",
+            "request_id=\"log-test-deadline\"",
+        ],
+    )
+    .await;
 }
