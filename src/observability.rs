@@ -386,6 +386,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Before the inner call, which may already run part of the handler.
+        let started = Instant::now();
         let id = request_id(req.headers());
         req.headers_mut().insert(REQUEST_ID, id.clone());
         let method = req.uri().path().to_string();
@@ -402,7 +404,7 @@ where
             method,
             quiet,
             request_id: id,
-            started: Instant::now(),
+            started,
             code: CANCELLED,
             span,
         };
