@@ -72,6 +72,10 @@ struct Args {
     only: Vec<Family>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The baseline's pool skips sqlx's ping before handing out a connection
+    /// (default: sqlx's defaults, which ping: a round trip per query).
+    #[arg(long)]
+    no_sql_ping: bool,
     /// Load the data (into --data-dir) and stop.
     #[arg(long)]
     load_only: bool,
@@ -146,12 +150,12 @@ async fn main() -> Result<()> {
 
     // A finished load of this size is reused; anything else starts over.
     env::create_database(&cluster, false).await?;
-    let mut pool = env::connect(&url, 2).await?;
+    let mut pool = env::connect(&url, 2, true).await?;
     let mut meta = load::existing(&pool, &world).await?;
     if meta.is_none() {
         pool.close().await;
         env::create_database(&cluster, true).await?;
-        pool = env::connect(&url, 2).await?;
+        pool = env::connect(&url, 2, true).await?;
     }
     affinity::db::migrate::run(&pool).await.context(
         "migrating the benchmark database (a migration changed since this data directory \
@@ -184,7 +188,7 @@ async fn main() -> Result<()> {
     let ctx = Ctx {
         world: world.clone(),
         channels: service.channels.clone(),
-        pool: env::connect(&url, env::POOL_SIZE).await?,
+        pool: env::connect(&url, env::POOL_SIZE, !args.no_sql_ping).await?,
         timing: drive::Timing {
             warmup: (measure / 4).max(Duration::from_millis(500)),
             measure,
@@ -250,6 +254,7 @@ async fn main() -> Result<()> {
         reused,
         timing: ctx.timing,
         concurrency: args.concurrency.clone(),
+        sql_ping: !args.no_sql_ping,
         service_log: std::env::var("RUST_LOG")
             .map(|v| format!("`RUST_LOG={v}`"))
             .unwrap_or_else(|_| "`info,sqlx=warn` (the default: a line per refused or failed call, none per successful one)".into()),

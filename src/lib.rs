@@ -25,3 +25,22 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/affinity_descriptor.bin"));
 }
+
+/// A new random (version 4) UUID from the thread's generator (ChaCha,
+/// seeded by the OS): `Uuid::new_v4` makes a `getrandom` system call for
+/// each one, and the service makes one per call (its request id) and one
+/// per AI context entry.
+pub fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_uuids_are_version_4_and_differ() {
+        let (a, b) = (super::random_uuid(), super::random_uuid());
+        assert_eq!(a.get_version_num(), 4);
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(a, b);
+    }
+}

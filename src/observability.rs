@@ -337,7 +337,8 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            let mut buf = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(crate::random_uuid().hyphenated().encode_lower(&mut buf))
                 .expect("a UUID is a valid header value")
         })
 }

@@ -40,6 +40,8 @@ pub struct Stats {
     /// CPU time (user + system) the service process spent per call, warm-up
     /// included: what the service itself costs, whatever the machine's noise.
     pub service_cpu: Option<Duration>,
+    /// The same for this benchmark process: the clients' side of a call.
+    pub client_cpu: Option<Duration>,
 }
 
 impl Stats {
@@ -73,6 +75,7 @@ struct TaskResult {
 /// what it measured, errors included.
 pub async fn drive(op: &Op, concurrency: usize, timing: Timing) -> Stats {
     let cpu_before = SERVICE_PID.get().and_then(|&pid| cpu_time(pid));
+    let client_before = cpu_time(std::process::id());
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let warm_end = start + timing.warmup;
@@ -139,6 +142,10 @@ pub async fn drive(op: &Op, concurrency: usize, timing: Timing) -> Stats {
     }
     let calls = counter.load(Ordering::Relaxed);
     let cpu_after = SERVICE_PID.get().and_then(|&pid| cpu_time(pid));
+    let client_after = cpu_time(std::process::id());
+    if let (Some(a), Some(b)) = (client_before, client_after) {
+        stats.client_cpu = (calls > 0).then(|| b.saturating_sub(a) / calls as u32);
+    }
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         stats.service_cpu = (calls > 0).then(|| b.saturating_sub(a) / calls as u32);
     }
@@ -224,12 +231,19 @@ pub async fn compare(
             sql: s,
         };
         eprintln!(
-            "  {scenario} @{c}: rpc {:.0}/s p50 {:.2} ms{}{}",
+            "  {scenario} @{c}: rpc {:.0}/s p50 {:.2} ms (cpu µs/call: service {}, client {}){}{}",
             row.rpc.qps(),
             ms(row.rpc.p50),
+            micros(row.rpc.service_cpu),
+            micros(row.rpc.client_cpu),
             row.sql
                 .as_ref()
-                .map(|s| format!(", sql {:.0}/s p50 {:.2} ms", s.qps(), ms(s.p50)))
+                .map(|s| format!(
+                    ", sql {:.0}/s p50 {:.2} ms (client cpu µs/call {})",
+                    s.qps(),
+                    ms(s.p50),
+                    micros(s.client_cpu)
+                ))
                 .unwrap_or_default(),
             row.ratio()
                 .map(|r| format!(", ratio {r:.2}"))
@@ -246,6 +260,10 @@ pub async fn compare(
         rows.push(row);
     }
     rows
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| d.as_micros().to_string())
 }
 
 pub fn ms(d: Duration) -> f64 {

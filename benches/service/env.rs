@@ -60,7 +60,9 @@ pub fn start_cluster(dir: &Path, size: Size) -> Result<PgCluster> {
         .with_context(|| format!("starting PostgreSQL in {}", dir.join("pg").display()))
 }
 
-pub async fn connect(url: &str, max: u32) -> Result<PgPool> {
+/// A pool of up to `max` connections; `ping`: sqlx's default check of a
+/// connection (a round trip) each time the pool hands it out.
+pub async fn connect(url: &str, max: u32, ping: bool) -> Result<PgPool> {
     let options = PgConnectOptions::from_str(url)?
         .application_name("affinity-bench")
         .log_statements(tracing::log::LevelFilter::Off)
@@ -69,6 +71,7 @@ pub async fn connect(url: &str, max: u32) -> Result<PgPool> {
         .max_connections(max)
         .min_connections(max.min(POOL_SIZE))
         .acquire_timeout(Duration::from_secs(60))
+        .test_before_acquire(ping)
         .connect_with(options)
         .await
         .context("connecting to the benchmark database")
@@ -76,7 +79,7 @@ pub async fn connect(url: &str, max: u32) -> Result<PgPool> {
 
 /// Creates the database unless it exists. `fresh`: drop it first.
 pub async fn create_database(cluster: &PgCluster, fresh: bool) -> Result<()> {
-    let admin = connect(&cluster.url("postgres"), 1).await?;
+    let admin = connect(&cluster.url("postgres"), 1, true).await?;
     if fresh {
         sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
             .execute(&admin)

@@ -23,6 +23,8 @@ pub struct Report {
     pub reused: bool,
     pub timing: Timing,
     pub concurrency: Vec<usize>,
+    /// The baseline's pool pings a connection before handing it out.
+    pub sql_ping: bool,
     pub service_log: String,
     pub similarity: Option<similarity::Results>,
     pub metrics: Option<metrics::Results>,
@@ -83,16 +85,22 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         w,
-        "- Baseline: the same SQL through a sqlx pool of {} connections (the service's own budget).",
-        crate::env::POOL_SIZE
+        "- Baseline: the same SQL through a sqlx pool of {} connections (the service's own budget), {}.",
+        crate::env::POOL_SIZE,
+        if r.sql_ping {
+            "with sqlx's defaults: it pings a connection (a round trip) before each query"
+        } else {
+            "without sqlx's ping before each query (`--no-sql-ping`)"
+        }
     );
     let _ = writeln!(
         w,
         "- Each cell: {:.1} s of warm-up, then {:.1} s measured, at concurrency {} (tokio tasks \
          calling in a loop); p50/p99 are per call. Ratio = RPC throughput / SQL throughput. \
          Service CPU: the service process's user + system time per call (/proc/<pid>/stat), \
-         the part of a call's cost that is the service's own; the load generator's gRPC \
-         client shares the same CPUs.",
+         the part of a call's cost that is the service's own; client CPU: the same for the \
+         benchmark process (the gRPC client, or the baseline's sqlx client), which shares \
+         the same CPUs.",
         r.timing.warmup.as_secs_f64(),
         r.timing.measure.as_secs_f64(),
         r.concurrency
@@ -370,34 +378,37 @@ fn cell(s: &Stats) -> String {
 fn rows_table(w: &mut String, rows: &[Row]) {
     let _ = writeln!(
         w,
-        "| scenario | conc. | RPC calls/s | RPC p50 ms | RPC p99 ms | service CPU µs/call | SQL calls/s | SQL p50 ms | SQL p99 ms | RPC/SQL |"
+        "| scenario | conc. | RPC calls/s | RPC p50 ms | RPC p99 ms | service CPU µs/call | RPC client CPU µs/call | SQL calls/s | SQL p50 ms | SQL p99 ms | SQL client CPU µs/call | RPC/SQL |"
     );
     let _ = writeln!(
         w,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
+    let micros = |d: Option<std::time::Duration>| {
+        d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
+    };
     for r in rows {
-        let (sq, s50, s99) = r
-            .sql
-            .as_ref()
-            .map_or(("-".into(), "-".into(), "-".into()), |s| {
-                (
-                    cell(s),
-                    format!("{:.2}", ms(s.p50)),
-                    format!("{:.2}", ms(s.p99)),
-                )
-            });
+        let (sq, s50, s99, sc) =
+            r.sql
+                .as_ref()
+                .map_or(("-".into(), "-".into(), "-".into(), "-".into()), |s| {
+                    (
+                        cell(s),
+                        format!("{:.2}", ms(s.p50)),
+                        format!("{:.2}", ms(s.p99)),
+                        micros(s.client_cpu),
+                    )
+                });
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {:.2} | {:.2} | {} | {sq} | {s50} | {s99} | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {sq} | {s50} | {s99} | {sc} | {} |",
             r.scenario,
             r.concurrency,
             cell(&r.rpc),
             ms(r.rpc.p50),
             ms(r.rpc.p99),
-            r.rpc
-                .service_cpu
-                .map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6)),
+            micros(r.rpc.service_cpu),
+            micros(r.rpc.client_cpu),
             r.ratio().map_or("-".into(), |x| format!("{x:.2}"))
         );
     }

@@ -99,7 +99,7 @@ impl AiContextApi {
             None => chrono::Utc::now(),
         };
         Ok(NewEntry {
-            id: Uuid::new_v4(),
+            id: crate::random_uuid(),
             organization_id,
             user_id,
             source_type,
