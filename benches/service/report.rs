@@ -88,9 +88,9 @@ pub fn markdown(r: &Report) -> String {
         "- Baseline: the same SQL through a sqlx pool of {} connections (the service's own budget), {}.",
         crate::env::POOL_SIZE,
         if r.sql_ping {
-            "with sqlx's defaults: it pings a connection (a round trip) before each query"
+            "pinging a connection (a round trip) before each query, as sqlx's pool does by default (`--sql-ping`)"
         } else {
-            "without sqlx's ping before each query (`--no-sql-ping`)"
+            "without the ping (a round trip) sqlx's pool makes by default before each query"
         }
     );
     let _ = writeln!(
