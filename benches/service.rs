@@ -78,6 +78,11 @@ struct Args {
     /// for a connection that has just served a call.
     #[arg(long)]
     sql_ping: bool,
+    /// The socket the gRPC clients reach the service on: a Unix domain
+    /// socket (the default: the baseline reaches PostgreSQL over one), or
+    /// TCP on 127.0.0.1.
+    #[arg(long, value_enum, default_value = "unix")]
+    grpc_socket: env::GrpcSocket,
     /// Load the data (into --data-dir) and stop.
     #[arg(long)]
     load_only: bool,
@@ -180,7 +185,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
-    let service = env::Service::start(&url, &dir).await?;
+    let service = env::Service::start(&url, &dir, args.grpc_socket).await?;
     let sampler = env::RssSampler::start(service.pid);
     let _ = drive::SERVICE_PID.set(service.pid);
     let measure = Duration::from_secs_f64(args.duration.unwrap_or(match args.size {
@@ -257,6 +262,7 @@ async fn main() -> Result<()> {
         timing: ctx.timing,
         concurrency: args.concurrency.clone(),
         sql_ping: args.sql_ping,
+        grpc_socket: args.grpc_socket,
         service_log: std::env::var("RUST_LOG")
             .map(|v| format!("`RUST_LOG={v}`"))
             .unwrap_or_else(|_| "`info,sqlx=warn` (the default: a line per refused or failed call, none per successful one)".into()),

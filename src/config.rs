@@ -75,9 +75,10 @@ pub struct Config {
     #[arg(long, env = "AFFINITY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// gRPC listen address.
+    /// gRPC listen address: `HOST:PORT`, or `unix:PATH` for a Unix domain
+    /// socket (clients on the same host).
     #[arg(long, env = "AFFINITY_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
-    pub listen_addr: SocketAddr,
+    pub listen_addr: ListenAddr,
 
     /// HS256 secret of the JWTs (Supabase's JWT secret). Embedded mode:
     /// generated once and kept in the data directory when unset. With
@@ -260,7 +261,7 @@ impl Config {
         Config {
             database_url: Some(database_url),
             data_dir: None,
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_addr: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
             jwt_secret: Some(jwt_secret.to_string()),
             log_format: LogFormat::Text,
             max_message_bytes: 16 * 1024 * 1024,
@@ -307,6 +308,48 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/affinity");
     }
     PathBuf::from("affinity-data")
+}
+
+/// Where the gRPC server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// A Unix domain socket: for clients on the same host (a BFF or agents
+    /// beside the service); the socket file's permissions say who may
+    /// connect.
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    /// `HOST:PORT`, or `unix:PATH` (also `unix://PATH`, as gRPC clients
+    /// write it).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("unix:") {
+            Some(path) => {
+                let path = path.strip_prefix("//").unwrap_or(path);
+                if path.is_empty() {
+                    return Err(
+                        "`unix:` needs the socket's path, as in unix:/run/affinity.sock".into(),
+                    );
+                }
+                Ok(ListenAddr::Unix(PathBuf::from(path)))
+            }
+            None => s.parse().map(ListenAddr::Tcp).map_err(|e| {
+                format!("{e}: expected HOST:PORT (as in 127.0.0.1:50051) or unix:PATH")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
 }
 
 /// A maintenance job's schedule: a cron expression (UTC), or `off`.
@@ -416,6 +459,33 @@ mod tests {
         ] {
             assert_eq!(redact_url_password(url), want);
         }
+    }
+
+    #[test]
+    fn a_listen_address_is_a_tcp_address_or_a_unix_socket_path() {
+        let parse = |s: &str| s.parse::<ListenAddr>();
+        assert_eq!(
+            parse("127.0.0.1:50051"),
+            Ok(ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 50051))))
+        );
+        assert_eq!(
+            parse("unix:/run/affinity.sock"),
+            Ok(ListenAddr::Unix("/run/affinity.sock".into()))
+        );
+        assert_eq!(
+            parse("unix:///run/affinity.sock"),
+            Ok(ListenAddr::Unix("/run/affinity.sock".into()))
+        );
+        assert_eq!(
+            parse("unix:relative.sock"),
+            Ok(ListenAddr::Unix("relative.sock".into()))
+        );
+        assert!(parse("unix:").unwrap_err().contains("path"));
+        assert!(parse("localhost").unwrap_err().contains("unix:PATH"));
+        assert_eq!(
+            ListenAddr::Unix("/run/a.sock".into()).to_string(),
+            "unix:/run/a.sock"
+        );
     }
 
     #[test]

@@ -32,9 +32,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
+    let listener = affinity::transport::Listener::bind(&config.listen_addr).await?;
     server::run(config, listener, server::shutdown_signal()).await
 }
 

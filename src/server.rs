@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -37,7 +37,7 @@ use crate::proto::{
     organization_service_server::OrganizationServiceServer,
     similarity_service_server::SimilarityServiceServer, FILE_DESCRIPTOR_SET,
 };
-use crate::transport::Transport;
+use crate::transport::{Listener, Transport};
 
 /// The JWT secret in effect: configured, else (embedded mode only) the one
 /// generated in the data directory.
@@ -56,7 +56,7 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<String> {
 /// metrics endpoint on `AFFINITY_METRICS_ADDR` when set.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let metrics_listener = match config.metrics_addr {
@@ -70,13 +70,14 @@ pub async fn run(
 /// of `AFFINITY_METRICS_ADDR`.
 pub async fn run_with_metrics(
     config: Config,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let secret = jwt_secret(&config)?;
-    let addr = listener.local_addr()?;
-    let transport = Transport::from_config(&config, addr)?;
+    let listener = listener.into();
+    let addr = listener.addr()?;
+    let transport = Transport::from_config(&config, &addr)?;
     let auth = Arc::new(Authenticator::new(secret.as_bytes()));
     let metrics = Arc::new(Metrics::new()?);
     let mut state = ApiState::new(config.clone());
@@ -147,16 +148,28 @@ pub async fn run_with_metrics(
         ));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // TCP_NODELAY on every connection: without it, Nagle's algorithm and the
-    // client's delayed ACKs add ~40 ms to small responses under concurrency.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(conn)
-    });
-    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+    let stopped = async {
         let _ = stop_rx.await;
-    }));
+    };
+    let (mut server, _socket_file) = match listener {
+        Listener::Tcp(listener) => {
+            // TCP_NODELAY on every connection: without it, Nagle's algorithm
+            // and the client's delayed ACKs add ~40 ms to small responses
+            // under concurrency.
+            let incoming = TcpListenerStream::new(listener).map(|conn| {
+                let conn = conn?;
+                conn.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(conn)
+            });
+            let server = router.serve_with_incoming_shutdown(incoming, stopped);
+            (tokio::spawn(server), None)
+        }
+        Listener::Unix { listener, path } => {
+            let incoming = UnixListenerStream::new(listener);
+            let server = router.serve_with_incoming_shutdown(incoming, stopped);
+            (tokio::spawn(server), Some(RemoveOnDrop(path)))
+        }
+    };
     tracing::info!(%addr, transport = transport.describe(), "listening; NOT_SERVING until the database is ready");
 
     tokio::pin!(shutdown);
@@ -273,6 +286,16 @@ pub async fn run_with_metrics(
 
 /// Stops the metrics endpoint when the service returns, however it does.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+/// The Unix socket file the server listened on: removed when it stops, so
+/// that no stale file is left for clients to find.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,17 +1,74 @@
 //! How the gRPC server speaks: TLS (rustls) when given a certificate and key,
 //! with mutual TLS when given a client CA; plaintext only when asked for, or
-//! on a loopback address (the local default, reachable from this machine only).
+//! on a loopback address or a Unix socket (reachable from this machine
+//! only). And where it listens: TCP, or a Unix domain socket.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, UnixListener};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
+
+/// A bound gRPC socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Self {
+        Listener::Tcp(l)
+    }
+}
+
+impl Listener {
+    /// Binds `addr`. A Unix socket file that no server answers on (left by
+    /// one that is gone) is replaced; one that a live server answers on, or
+    /// a file that is not a socket, is refused.
+    pub async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(a) => TcpListener::bind(a)
+                .await
+                .map(Listener::Tcp)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}")),
+            ListenAddr::Unix(path) => {
+                use std::os::unix::fs::FileTypeExt;
+                let stale =
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+                if stale {
+                    if tokio::net::UnixStream::connect(path).await.is_ok() {
+                        bail!("cannot listen on {addr}: a server is already listening there");
+                    }
+                    std::fs::remove_file(path).with_context(|| {
+                        format!("cannot listen on {addr}: removing the stale socket file")
+                    })?;
+                }
+                let listener = UnixListener::bind(path)
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                Ok(Listener::Unix {
+                    listener,
+                    path: path.clone(),
+                })
+            }
+        }
+    }
+
+    /// What is listened on (the port a `:0` address was given included).
+    pub fn addr(&self) -> std::io::Result<ListenAddr> {
+        Ok(match self {
+            Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr()?),
+            Listener::Unix { path, .. } => ListenAddr::Unix(path.clone()),
+        })
+    }
+}
 
 /// A TLS handshake that takes longer than this is dropped (it would
 /// otherwise hold a connection slot forever).
@@ -30,7 +87,7 @@ impl Transport {
     /// Reads and checks the TLS files, or decides that plaintext is allowed
     /// on `addr` (the address actually listened on). Every refusal says
     /// which setting to change.
-    pub fn from_config(config: &Config, addr: SocketAddr) -> anyhow::Result<Transport> {
+    pub fn from_config(config: &Config, addr: &ListenAddr) -> anyhow::Result<Transport> {
         match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 if config.plaintext {
@@ -104,7 +161,11 @@ impl Transport {
                          AFFINITY_TLS_KEY: mutual TLS is TLS"
                     );
                 }
-                if config.plaintext || addr.ip().is_loopback() {
+                let local_only = match addr {
+                    ListenAddr::Tcp(a) => a.ip().is_loopback(),
+                    ListenAddr::Unix(_) => true,
+                };
+                if config.plaintext || local_only {
                     Ok(Transport::Plaintext)
                 } else {
                     bail!(

@@ -621,3 +621,89 @@ async fn every_rpc_refuses_a_call_without_a_token() {
         assert_eq!(c, Code::Unauthenticated, "{rpc}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_unix_socket_it_serves_calls_keeps_a_live_socket_and_removes_its_file_when_stopped() {
+    use affinity::config::ListenAddr;
+    use affinity::transport::Listener;
+
+    let db = TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("affinity.sock");
+    // The file a server that is gone left behind: replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let addr = ListenAddr::Unix(path.clone());
+    let listener = Listener::bind(&addr).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(affinity::server::run(
+        Config::for_tests(db.url.clone(), SECRET),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
+        .unwrap()
+        .connect_lazy();
+    let mut health = HealthClient::new(channel.clone());
+    let mut serving = false;
+    for _ in 0..600 {
+        let r = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if r.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serving, "SERVING on the Unix socket within 60 s");
+
+    // A call with its token, answered from the database.
+    let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
+    let answer = orgs
+        .user_has_org_permission(authed(
+            proto::UserHasOrgPermissionRequest {
+                user_id: Uuid::new_v4().to_string(),
+                organization_id: Uuid::new_v4().to_string(),
+                required_role: Role::Viewer as i32,
+            },
+            &service_token(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.allowed);
+    // Without a token: refused as over TCP.
+    let refused = orgs
+        .user_has_org_permission(proto::UserHasOrgPermissionRequest {
+            user_id: Uuid::new_v4().to_string(),
+            organization_id: Uuid::new_v4().to_string(),
+            required_role: Role::Viewer as i32,
+        })
+        .await;
+    assert_eq!(code(refused), Code::Unauthenticated);
+
+    // A second server on the same path is refused, and the first keeps it.
+    let err = Listener::bind(&addr).await.err().expect("refused");
+    assert!(err.to_string().contains("already listening"), "{err}");
+    assert!(path.exists());
+    // A file that is not a socket is never replaced.
+    let plain = dir.path().join("notes.txt");
+    std::fs::write(&plain, "keep me").unwrap();
+    assert!(Listener::bind(&ListenAddr::Unix(plain.clone()))
+        .await
+        .is_err());
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "keep me");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+}

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -105,6 +105,15 @@ pub async fn create_database(cluster: &PgCluster, fresh: bool) -> Result<()> {
 /// zone of the metrics scenarios (an operator lists their users' zones).
 pub const ROLLUP_ZONES: &str = "UTC,Europe/Berlin";
 
+/// The socket the clients reach the service on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GrpcSocket {
+    /// A Unix domain socket, as the baseline reaches PostgreSQL.
+    Unix,
+    /// TCP on 127.0.0.1.
+    Tcp,
+}
+
 /// The service: `affinity serve` (the release binary cargo built with this
 /// benchmark) over the benchmark database, on a free local port.
 pub struct Service {
@@ -115,12 +124,22 @@ pub struct Service {
 }
 
 impl Service {
-    pub async fn start(url: &str, dir: &Path) -> Result<Service> {
-        // A free port: bind, read, release (the service binds it a moment later).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+    pub async fn start(url: &str, dir: &Path, socket: GrpcSocket) -> Result<Service> {
+        let (addr, uri) = match socket {
+            GrpcSocket::Tcp => {
+                // A free port: bind, read, release (the service binds it a
+                // moment later).
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let addr = format!("127.0.0.1:{port}");
+                (addr.clone(), format!("http://{addr}"))
+            }
+            GrpcSocket::Unix => {
+                let addr = format!("unix:{}", dir.join("affinity.sock").display());
+                (addr.clone(), addr)
+            }
+        };
         let log = dir.join("service.log");
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -140,7 +159,7 @@ impl Service {
         let pid = child.id().context("the service exited at once")?;
         let mut channels = Vec::new();
         for _ in 0..CHANNELS {
-            channels.push(Channel::from_shared(format!("http://{addr}"))?.connect_lazy());
+            channels.push(Endpoint::from_shared(uri.clone())?.connect_lazy());
         }
         let mut service = Service {
             child,

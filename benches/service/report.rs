@@ -25,6 +25,7 @@ pub struct Report {
     pub concurrency: Vec<usize>,
     /// The baseline's pool pings a connection before handing it out.
     pub sql_ping: bool,
+    pub grpc_socket: crate::env::GrpcSocket,
     pub service_log: String,
     pub similarity: Option<similarity::Results>,
     pub metrics: Option<metrics::Results>,
@@ -75,13 +76,17 @@ pub fn markdown(r: &Report) -> String {
         w,
         "- Service: the release `affinity` binary as a child process (`affinity serve`, \
          {} connections to the database, log filter {}, daily metric rollups for {}); \
-         clients share {} HTTP/2 channels. \
+         clients share {} HTTP/2 channels over {}. \
          Similarity and metrics calls use the token of a member of the organization \
          (a user, as the BFF forwards it); permission and AI context calls a service_role token.",
         crate::env::POOL_SIZE,
         r.service_log,
         crate::env::ROLLUP_ZONES,
-        crate::env::CHANNELS
+        crate::env::CHANNELS,
+        match r.grpc_socket {
+            crate::env::GrpcSocket::Unix => "a Unix domain socket, as the baseline reaches PostgreSQL (`--grpc-socket tcp`: TCP on 127.0.0.1)",
+            crate::env::GrpcSocket::Tcp => "TCP on 127.0.0.1 (`--grpc-socket tcp`; the baseline reaches PostgreSQL over a Unix domain socket)",
+        }
     );
     let _ = writeln!(
         w,
