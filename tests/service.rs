@@ -707,3 +707,58 @@ async fn on_a_unix_socket_it_serves_calls_keeps_a_live_socket_and_removes_its_fi
         .unwrap();
     assert!(!path.exists(), "the socket file is removed at shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_a_unix_socket_file_another_server_took_over_is_left_in_place() {
+    use affinity::config::ListenAddr;
+    use affinity::transport::Listener;
+
+    // No database needed: the server listens (NOT_SERVING) while it retries.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgres://postgres@localhost/affinity?host={}&port=5432",
+        dir.path().join("nowhere").display()
+    );
+    let path = dir.path().join("affinity.sock");
+    let listener = Listener::bind(&ListenAddr::Unix(path.clone()))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(affinity::server::run(
+        Config::for_tests(url, SECRET),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
+        .unwrap()
+        .connect_lazy();
+    let mut health = HealthClient::new(channel);
+    let mut answered = false;
+    for _ in 0..50 {
+        let r = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if r.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "health answers on the Unix socket");
+    // A newer server replaces the file (as at a restart on the same path).
+    std::fs::remove_file(&path).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&path).unwrap();
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(path.exists(), "the newer server's socket file is kept");
+    drop(newer);
+}
