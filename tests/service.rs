@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use affinity::config::Config;
 use affinity::legacy::LegacyConfig;
 use affinity::proto::{self, Role};
-use common::server::{authed, code, service_token, TestServer, SECRET};
+use common::server::{authed, await_health, code, service_token, stop_server, TestServer, SECRET};
 use common::TestDb;
 use futures::StreamExt;
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -297,17 +297,14 @@ async fn health_goes_not_serving_first_when_the_service_shuts_down() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_unavailable() {
-    // A database URL whose socket directory does not exist: the service
-    // keeps retrying, serves health, and refuses calls cleanly.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "postgres://postgres@localhost/affinity?host={}&port=5432",
-        dir.path().join("nowhere").display()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// `server::run` over `url` on `listener`, in a task; the sender stops it.
+fn spawn_server(
+    url: String,
+    listener: affinity::transport::Listener,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(affinity::server::run(
         Config::for_tests(url, SECRET),
@@ -316,6 +313,26 @@ async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_una
             let _ = stopped.await;
         },
     ));
+    (stop, handle)
+}
+
+/// A database URL whose socket directory (in `dir`) does not exist.
+fn unreachable_database_url(dir: &std::path::Path) -> String {
+    format!(
+        "postgres://postgres@localhost/affinity?host={}&port=5432",
+        dir.join("nowhere").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_unavailable() {
+    // A database URL whose socket directory does not exist: the service
+    // keeps retrying, serves health, and refuses calls cleanly.
+    let dir = tempfile::tempdir().unwrap();
+    let url = unreachable_database_url(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, handle) = spawn_server(url, listener.into());
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();
@@ -622,6 +639,25 @@ async fn every_rpc_refuses_a_call_without_a_token() {
     }
 }
 
+/// `server::run` on a Unix socket at `path` over `url`, and a client channel
+/// to it; the sender stops the server.
+async fn serve_on_unix_socket(
+    url: String,
+    path: &std::path::Path,
+) -> (
+    Channel,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let addr = affinity::config::ListenAddr::Unix(path.to_path_buf());
+    let listener = affinity::transport::Listener::bind(&addr).await.unwrap();
+    let (stop, handle) = spawn_server(url, listener);
+    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
+        .unwrap()
+        .connect_lazy();
+    (channel, stop, handle)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_unix_socket_it_serves_calls_keeps_a_live_socket_and_removes_its_file_when_stopped() {
     use affinity::config::ListenAddr;
@@ -634,33 +670,9 @@ async fn on_a_unix_socket_it_serves_calls_keeps_a_live_socket_and_removes_its_fi
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let addr = ListenAddr::Unix(path.clone());
-    let listener = Listener::bind(&addr).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(affinity::server::run(
-        Config::for_tests(db.url.clone(), SECRET),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
-        .unwrap()
-        .connect_lazy();
-    let mut health = HealthClient::new(channel.clone());
-    let mut serving = false;
-    for _ in 0..600 {
-        let r = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await;
-        if r.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(serving, "SERVING on the Unix socket within 60 s");
+    let (channel, stop, handle) = serve_on_unix_socket(db.url.clone(), &path).await;
+    let serving = await_health(channel.clone(), 600, |s| s == ServingStatus::Serving).await;
+    assert_eq!(serving, Some(ServingStatus::Serving), "within 60 s");
 
     // A call with its token, answered from the database.
     let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
@@ -699,66 +711,24 @@ async fn on_a_unix_socket_it_serves_calls_keeps_a_live_socket_and_removes_its_fi
         .is_err());
     assert_eq!(std::fs::read_to_string(&plain).unwrap(), "keep me");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_server(stop, handle).await;
     assert!(!path.exists(), "the socket file is removed at shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn at_shutdown_a_unix_socket_file_another_server_took_over_is_left_in_place() {
-    use affinity::config::ListenAddr;
-    use affinity::transport::Listener;
-
     // No database needed: the server listens (NOT_SERVING) while it retries.
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "postgres://postgres@localhost/affinity?host={}&port=5432",
-        dir.path().join("nowhere").display()
-    );
+    let url = unreachable_database_url(dir.path());
     let path = dir.path().join("affinity.sock");
-    let listener = Listener::bind(&ListenAddr::Unix(path.clone()))
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(affinity::server::run(
-        Config::for_tests(url, SECRET),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("unix:{}", path.display()))
-        .unwrap()
-        .connect_lazy();
-    let mut health = HealthClient::new(channel);
-    let mut answered = false;
-    for _ in 0..50 {
-        let r = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await;
-        if r.is_ok() {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(answered, "health answers on the Unix socket");
+    let (channel, stop, handle) = serve_on_unix_socket(url, &path).await;
+    let answered = await_health(channel, 50, |_| true).await;
+    assert_eq!(answered, Some(ServingStatus::NotServing));
     // A newer server replaces the file (as at a restart on the same path).
     std::fs::remove_file(&path).unwrap();
     let newer = std::os::unix::net::UnixListener::bind(&path).unwrap();
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_server(stop, handle).await;
     assert!(path.exists(), "the newer server's socket file is kept");
     drop(newer);
 }

@@ -200,6 +200,46 @@ pub fn aggregation(org: Uuid) -> proto::GetMetricsAggregatedRequest {
     }
 }
 
+/// Polls health on `channel` every 100 ms, `tries` times at most, until
+/// `done` holds for the status it answers; the last status answered.
+pub async fn await_health(
+    channel: Channel,
+    tries: usize,
+    done: impl Fn(ServingStatus) -> bool,
+) -> Option<ServingStatus> {
+    let mut health = HealthClient::new(channel);
+    let mut last = None;
+    for _ in 0..tries {
+        let r = health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        if let Ok(r) = r {
+            last = ServingStatus::try_from(r.into_inner().status).ok();
+            if last.is_some_and(&done) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// Signals a `server::run` task to stop, and waits (20 s at most) for it to
+/// end without error.
+pub async fn stop_server(
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(20), handle)
+        .await
+        .expect("the server stops within 20 s")
+        .expect("the server task does not panic")
+        .expect("the server stops cleanly");
+}
+
 /// The status code of a call's result.
 pub fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
     match r {
