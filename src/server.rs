@@ -164,13 +164,11 @@ pub async fn run_with_metrics(
             let server = router.serve_with_incoming_shutdown(incoming, stopped);
             (tokio::spawn(server), None)
         }
-        Listener::Unix { listener, path } => {
-            use std::os::unix::fs::MetadataExt;
-            // The file bind() made: removed at the end if it is still there.
-            let made = std::fs::symlink_metadata(&path).ok().map(|m| m.ino());
+        Listener::Unix { listener, file } => {
             let incoming = UnixListenerStream::new(listener);
             let server = router.serve_with_incoming_shutdown(incoming, stopped);
-            (tokio::spawn(server), Some(RemoveOnDrop(path, made)))
+            // Kept to the end of this function: the file goes when it returns.
+            (tokio::spawn(server), Some(file))
         }
     };
     tracing::info!(%addr, transport = transport.describe(), "listening; NOT_SERVING until the database is ready");
@@ -293,20 +291,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// The Unix socket file the server listened on: removed when it stops, so
-/// that no stale file is left for clients to find; unless it is no longer
-/// this server's (another one replaced it after this one stopped listening).
-struct RemoveOnDrop(std::path::PathBuf, Option<u64>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        if std::fs::symlink_metadata(&self.0).is_ok_and(|m| Some(m.ino()) == self.1) {
-            let _ = std::fs::remove_file(&self.0);
-        }
     }
 }
 

@@ -19,8 +19,25 @@ pub enum Listener {
     Tcp(TcpListener),
     Unix {
         listener: UnixListener,
-        path: PathBuf,
+        file: SocketFile,
     },
+}
+
+/// The file of a bound Unix socket. Dropped when the server stops, it
+/// removes the file, so that clients find no stale one; unless the file is
+/// no longer the one bound here (another server replaced it meanwhile).
+pub struct SocketFile {
+    path: PathBuf,
+    inode: Option<u64>,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| Some(m.ino()) == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl From<TcpListener> for Listener {
@@ -40,10 +57,10 @@ impl Listener {
                 .map(Listener::Tcp)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}")),
             ListenAddr::Unix(path) => {
-                use std::os::unix::fs::FileTypeExt;
-                let stale =
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let socket_there =
                     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-                if stale {
+                if socket_there {
                     if tokio::net::UnixStream::connect(path).await.is_ok() {
                         bail!("cannot listen on {addr}: a server is already listening there");
                     }
@@ -53,9 +70,13 @@ impl Listener {
                 }
                 let listener = UnixListener::bind(path)
                     .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                let inode = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
                 Ok(Listener::Unix {
                     listener,
-                    path: path.clone(),
+                    file: SocketFile {
+                        path: path.clone(),
+                        inode,
+                    },
                 })
             }
         }
@@ -65,7 +86,7 @@ impl Listener {
     pub fn addr(&self) -> std::io::Result<ListenAddr> {
         Ok(match self {
             Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr()?),
-            Listener::Unix { path, .. } => ListenAddr::Unix(path.clone()),
+            Listener::Unix { file, .. } => ListenAddr::Unix(file.path.clone()),
         })
     }
 }

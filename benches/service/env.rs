@@ -115,7 +115,8 @@ pub enum GrpcSocket {
 }
 
 /// The service: `affinity serve` (the release binary cargo built with this
-/// benchmark) over the benchmark database, on a free local port.
+/// benchmark) over the benchmark database, on a Unix socket in the data
+/// directory or on a free local port.
 pub struct Service {
     child: tokio::process::Child,
     pub pid: u32,
