@@ -143,12 +143,13 @@ pub async fn drive(op: &Op, concurrency: usize, timing: Timing) -> Stats {
     let calls = counter.load(Ordering::Relaxed);
     let cpu_after = SERVICE_PID.get().and_then(|&pid| cpu_time(pid));
     let client_after = cpu_time(std::process::id());
-    if let (Some(a), Some(b)) = (client_before, client_after) {
-        stats.client_cpu = (calls > 0).then(|| b.saturating_sub(a) / calls as u32);
-    }
-    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
-        stats.service_cpu = (calls > 0).then(|| b.saturating_sub(a) / calls as u32);
-    }
+    // CPU time per call between two readings of a process's CPU time.
+    let per_call = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
+        (Some(a), Some(b)) if calls > 0 => Some(b.saturating_sub(a) / calls as u32),
+        _ => None,
+    };
+    stats.client_cpu = per_call(client_before, client_after);
+    stats.service_cpu = per_call(cpu_before, cpu_after);
     latencies.sort_unstable();
     stats.ops = latencies.len() as u64;
     stats.secs = (last_end - warm_end).as_secs_f64();
@@ -262,8 +263,9 @@ pub async fn compare(
     rows
 }
 
-fn micros(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| d.as_micros().to_string())
+/// A per-call CPU time in whole microseconds, or `-` when not measured.
+pub fn micros(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
 }
 
 pub fn ms(d: Duration) -> f64 {

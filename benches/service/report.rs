@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::drive::{ms, Row, Stats, Timing};
+use crate::drive::{micros, ms, Row, Stats, Timing};
 use crate::load::Meta;
 use crate::world::{Scale, Size};
 use crate::{ai_context, metrics, permissions, similarity};
@@ -389,9 +389,6 @@ fn rows_table(w: &mut String, rows: &[Row]) {
         w,
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let micros = |d: Option<std::time::Duration>| {
-        d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
-    };
     for r in rows {
         let (sq, s50, s99, sc) =
             r.sql
