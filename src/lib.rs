@@ -5,6 +5,7 @@
 //! `jobs` (scheduled maintenance) sits beside `api`, over `store`.
 pub mod api;
 pub mod auth;
+pub mod coalesce;
 pub mod config;
 pub mod db;
 pub mod deadline;

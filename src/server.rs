@@ -24,6 +24,7 @@ use crate::api::organizations::OrganizationsApi;
 use crate::api::similarity::SimilarityApi;
 use crate::api::ApiState;
 use crate::auth::Authenticator;
+use crate::coalesce::CoalescedWrites;
 use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
 use crate::db::migrate;
@@ -159,13 +160,14 @@ pub async fn run_with_metrics(
             let incoming = TcpListenerStream::new(listener).map(|conn| {
                 let conn = conn?;
                 conn.set_nodelay(true)?;
-                Ok::<_, std::io::Error>(conn)
+                Ok::<_, std::io::Error>(CoalescedWrites::new(conn))
             });
             let server = router.serve_with_incoming_shutdown(incoming, stopped);
             (tokio::spawn(server), None)
         }
         Listener::Unix { listener, file } => {
-            let incoming = UnixListenerStream::new(listener);
+            let incoming =
+                UnixListenerStream::new(listener).map(|conn| conn.map(CoalescedWrites::new));
             let server = router.serve_with_incoming_shutdown(incoming, stopped);
             // Kept to the end of this function: the file goes when it returns.
             (tokio::spawn(server), Some(file))

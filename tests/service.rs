@@ -221,6 +221,48 @@ async fn health_and_reflection_answer_without_a_token() {
     ));
 }
 
+/// A large message the server streams while the call stays open reaches
+/// the client, and so does the next. The server holds back the write of a
+/// large message for the frames that usually follow it at once
+/// (src/coalesce.rs: the trailers of a reply); here none follow, as the
+/// client has not finished sending, and the message must not wait for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_streamed_message_reaches_the_client_while_the_call_stays_open() {
+    use tonic_reflection::pb::v1;
+    let s = TestServer::start().await;
+    let ask = |symbol: &str| v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(symbol.into()),
+        ),
+    };
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tx.unbounded_send(ask("affinity.v1.MetricsService"))
+        .unwrap();
+    let mut c = v1::server_reflection_client::ServerReflectionClient::new(s.channel.clone());
+    let mut replies = c.server_reflection_info(rx).await.unwrap().into_inner();
+    for next in ["affinity.v1.SimilarityService", ""] {
+        // Not a latency target: a reply held back would never come.
+        let reply = tokio::time::timeout(Duration::from_secs(20), replies.next())
+            .await
+            .expect("no reply while the call is open: the message was held back")
+            .unwrap()
+            .unwrap();
+        let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+            reply.message_response
+        else {
+            panic!("unexpected reflection answer");
+        };
+        let size: usize = files.file_descriptor_proto.iter().map(Vec::len).sum();
+        assert!(size > 1024, "a message h2 does not copy: {size} bytes");
+        if !next.is_empty() {
+            tx.unbounded_send(ask(next)).unwrap();
+        }
+    }
+    drop(tx);
+    assert!(replies.next().await.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_migrates_a_legacy_database_at_startup_and_serves_it() {
     let (db, stats) = TestDb::legacy(&LegacyConfig::small()).await;
