@@ -350,7 +350,9 @@ mod tests {
         h.write(&vec![1u8; MAX_HELD]);
         let waker = h.waker.clone();
         let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut h.conn).poll_write(&mut cx, b"more").is_pending());
+        assert!(Pin::new(&mut h.conn)
+            .poll_write(&mut cx, b"more")
+            .is_pending());
         assert!(h.flush().is_pending());
     }
 
