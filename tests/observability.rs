@@ -381,7 +381,15 @@ async fn under_a_warn_filter_a_failed_call_still_logs_its_method_request_id_and_
     let result = MetricsServiceClient::new(svc.channel.clone())
         .get_metrics_aggregated(req)
         .await;
-    assert_eq!(code(result), Code::DeadlineExceeded);
+    // The service answers DEADLINE_EXCEEDED just before the deadline; on a
+    // loaded machine the client's own timer for the same deadline can fire
+    // first (CANCELLED, as in tests/deadlines.rs). The service's line is
+    // what this test is about.
+    let code = code(result);
+    assert!(
+        matches!(code, Code::DeadlineExceeded | Code::Cancelled),
+        "{code:?}"
+    );
     lock.rollback().await.unwrap();
 
     check_the_line_of(
