@@ -18,7 +18,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -61,12 +61,10 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
     /// Writes what is held, until done or the socket is full.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.held.len() {
-            let n = match Pin::new(&mut self.io).poll_write(cx, &self.held[self.written..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            };
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.held[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
             self.written += n;
         }
         // A burst's buffer is not kept for an idle connection.
@@ -82,7 +80,7 @@ impl<T: AsyncWrite + Unpin> CoalescedWrites<T> {
 
     fn hold(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         if self.held.len() >= MAX_HELD {
-            std::task::ready!(self.poll_drain(cx))?;
+            ready!(self.poll_drain(cx))?;
         }
         let room = MAX_HELD - self.held.len();
         let mut taken = 0;
@@ -156,13 +154,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
         }
-        std::task::ready!(me.poll_drain(cx))?;
+        ready!(me.poll_drain(cx))?;
         Pin::new(&mut me.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = &mut *self;
-        std::task::ready!(me.poll_drain(cx))?;
+        ready!(me.poll_drain(cx))?;
         Pin::new(&mut me.io).poll_shutdown(cx)
     }
 }
@@ -255,31 +253,30 @@ mod tests {
                 wakes,
             }
         }
+        /// Calls `f` on the connection as the task with the counting waker.
+        fn call<R>(
+            &mut self,
+            f: impl FnOnce(Pin<&mut CoalescedWrites<Socket>>, &mut Context<'_>) -> R,
+        ) -> R {
+            let waker = self.waker.clone();
+            f(Pin::new(&mut self.conn), &mut Context::from_waker(&waker))
+        }
         /// h2 writing a frame head and the body chunk it did not copy.
         fn write_chunk(&mut self, head: &[u8], chunk: &[u8]) {
-            let waker = self.waker.clone();
-            let mut cx = Context::from_waker(&waker);
             let parts = [IoSlice::new(head), IoSlice::new(chunk)];
-            let n = Pin::new(&mut self.conn).poll_write_vectored(&mut cx, &parts);
+            let n = self.call(|c, cx| c.poll_write_vectored(cx, &parts));
             assert!(matches!(n, Poll::Ready(Ok(n)) if n == head.len() + chunk.len()));
         }
         fn write(&mut self, bytes: &[u8]) {
-            let waker = self.waker.clone();
-            let mut cx = Context::from_waker(&waker);
-            let n = Pin::new(&mut self.conn).poll_write(&mut cx, bytes);
+            let n = self.call(|c, cx| c.poll_write(cx, bytes));
             assert!(matches!(n, Poll::Ready(Ok(n)) if n == bytes.len()));
         }
         fn flush(&mut self) -> Poll<io::Result<()>> {
-            let waker = self.waker.clone();
-            let mut cx = Context::from_waker(&waker);
-            Pin::new(&mut self.conn).poll_flush(&mut cx)
+            self.call(|c, cx| c.poll_flush(cx))
         }
         fn read(&mut self) -> Poll<io::Result<()>> {
-            let waker = self.waker.clone();
-            let mut cx = Context::from_waker(&waker);
             let mut space = [0u8; 16];
-            let mut buf = ReadBuf::new(&mut space);
-            Pin::new(&mut self.conn).poll_read(&mut cx, &mut buf)
+            self.call(|c, cx| c.poll_read(cx, &mut ReadBuf::new(&mut space)))
         }
         fn writes(&self) -> &[Vec<u8>] {
             &self.conn.get_ref().writes
@@ -348,11 +345,7 @@ mod tests {
             ..Socket::default()
         });
         h.write(&vec![1u8; MAX_HELD]);
-        let waker = h.waker.clone();
-        let mut cx = Context::from_waker(&waker);
-        assert!(Pin::new(&mut h.conn)
-            .poll_write(&mut cx, b"more")
-            .is_pending());
+        assert!(h.call(|c, cx| c.poll_write(cx, b"more")).is_pending());
         assert!(h.flush().is_pending());
     }
 
@@ -361,10 +354,8 @@ mod tests {
         let mut h = Harness::new(Socket::default());
         h.write_chunk(b"head|", b"last message");
         assert!(matches!(h.flush(), Poll::Ready(Ok(()))));
-        let waker = h.waker.clone();
-        let mut cx = Context::from_waker(&waker);
         assert!(matches!(
-            Pin::new(&mut h.conn).poll_shutdown(&mut cx),
+            h.call(|c, cx| c.poll_shutdown(cx)),
             Poll::Ready(Ok(()))
         ));
         assert_eq!(h.writes(), &[b"head|last message".to_vec()][..]);
