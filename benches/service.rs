@@ -110,6 +110,8 @@ pub struct Ctx {
     /// The end of the metric data.
     pub t_end: DateTime<Utc>,
     pub service_auth: MetadataValue<Ascii>,
+    /// The service's Prometheus endpoint.
+    pub service_metrics: std::net::SocketAddr,
 }
 
 impl Ctx {
@@ -203,6 +205,7 @@ async fn main() -> Result<()> {
         concurrency: args.concurrency.clone(),
         t_end: meta.t_end,
         service_auth: env::bearer(Uuid::nil(), true)?,
+        service_metrics: service.metrics_addr,
     };
 
     let wanted = |f: Family| args.only.is_empty() || args.only.contains(&f);

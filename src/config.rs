@@ -140,6 +140,12 @@ pub struct Config {
     #[arg(long, env = "AFFINITY_PARTITION_MONTHS_AHEAD", default_value_t = 3)]
     pub partition_months_ahead: u32,
 
+    /// Memory for the cache of metric aggregations, in MiB (0: off). Answers
+    /// are dropped when their points change, on every replica (README
+    /// "Metrics cache").
+    #[arg(long, env = "AFFINITY_METRICS_CACHE_MB", default_value_t = 64)]
+    pub metrics_cache_mb: u64,
+
     /// Most database connections of this replica.
     #[arg(long, env = "AFFINITY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -211,6 +217,7 @@ impl std::fmt::Debug for Config {
             .field("archive_schedule", &self.archive_schedule)
             .field("partition_schedule", &self.partition_schedule)
             .field("partition_months_ahead", &self.partition_months_ahead)
+            .field("metrics_cache_mb", &self.metrics_cache_mb)
             .field("db_max_connections", &self.db_max_connections)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("metric_rollup_zones", &self.metric_rollup_zones)
@@ -273,6 +280,7 @@ impl Config {
             archive_schedule: Schedule::off(),
             partition_schedule: Schedule::off(),
             partition_months_ahead: 3,
+            metrics_cache_mb: 64,
             db_max_connections: 8,
             shutdown_grace_secs: 10,
             metric_rollup_zones: vec!["UTC".to_string()],

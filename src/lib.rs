@@ -5,6 +5,7 @@
 //! `jobs` (scheduled maintenance) sits beside `api`, over `store`.
 pub mod api;
 pub mod auth;
+pub mod changes;
 pub mod coalesce;
 pub mod config;
 pub mod db;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod jobs;
 pub mod legacy;
 pub mod membership;
+pub mod metrics_cache;
 pub mod observability;
 pub mod server;
 pub mod store;

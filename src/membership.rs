@@ -5,9 +5,10 @@
 //! (the `organization_members_notify` trigger sends '<org>:<user>' on the
 //! `affinity_membership` channel at commit, whichever replica or tool wrote
 //! it), so a revocation reaches every replica within milliseconds. The cache
-//! is used only while this replica is listening: before the first LISTEN
-//! and while the connection is re-established, every lookup goes to the
-//! database, and the cache is emptied (notifications may have been missed).
+//! is used only while this replica is listening (`crate::changes`): before
+//! the first LISTEN and while the connection is re-established, every lookup
+//! goes to the database, and the cache is emptied (notifications may have
+//! been missed).
 //! A time-to-live bounds staleness should anything else go wrong.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,12 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use sqlx::postgres::PgListener;
-use sqlx::PgPool;
-
-use crate::db::pool::CountedPool;
 use uuid::Uuid;
 
+use crate::changes::Follower;
+use crate::db::pool::CountedPool;
 use crate::observability::CacheCounters;
 use crate::store::organizations::{self as store, OrgRole};
 
@@ -156,54 +155,28 @@ impl MembershipCache {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner.roles.invalidate_all();
     }
+}
 
-    /// Follows the change notifications until the task is aborted; `ready`
-    /// is told once the first LISTEN is in place.
-    pub async fn listen(self, pool: PgPool, ready: tokio::sync::oneshot::Sender<()>) {
-        let mut ready = Some(ready);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.listen_once(&pool, &mut ready).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(error = %e, "membership notifications interrupted; permission cache off until they resume");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-            self.stop_listening();
+impl Follower for MembershipCache {
+    fn channel(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn announced(&self, payload: &str) {
+        match parse(payload) {
+            Some((org, user)) => self.invalidate(org, user),
+            None => self.clear(),
         }
     }
 
-    fn stop_listening(&self) {
-        self.inner.listening.store(false, Ordering::Release);
-        self.clear();
-    }
-
-    /// One listening connection: returns when it is lost.
-    async fn listen_once(
-        &self,
-        pool: &PgPool,
-        ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> sqlx::Result<()> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        // Nothing cached before this point can be trusted.
-        self.clear();
-        self.inner.listening.store(true, Ordering::Release);
-        if let Some(tx) = ready.take() {
-            let _ = tx.send(());
-        }
-        loop {
-            // None: the connection was lost (sqlx reconnects on the next
-            // call, but what was sent meanwhile is gone).
-            let Some(n) = listener.try_recv().await? else {
-                return Ok(());
-            };
-            match parse(n.payload()) {
-                Some((org, user)) => self.invalidate(org, user),
-                None => self.clear(),
-            }
+    fn set_following(&self, following: bool) {
+        // Emptied before it is used again, and once it is no longer.
+        if following {
+            self.clear();
+            self.inner.listening.store(true, Ordering::Release);
+        } else {
+            self.inner.listening.store(false, Ordering::Release);
+            self.clear();
         }
     }
 }

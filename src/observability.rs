@@ -74,23 +74,24 @@ pub struct Metrics {
     ready: IntGauge,
     jobs: IntCounterVec,
     cache: CacheCounters,
+    metrics_cache: CacheCounters,
     pool: OnceLock<CountedPool>,
 }
 
-/// The permission cache's counters (unregistered by default: a cache made
-/// outside a server counts into nothing).
+/// A cache's counters (unregistered by default: a cache made outside a
+/// server counts into nothing).
 #[derive(Clone)]
 pub struct CacheCounters {
     pub hit: IntCounter,
     pub miss: IntCounter,
-    /// Lookups that skipped the cache: it is off while membership changes
-    /// are not being followed.
+    /// Lookups that skipped the cache: it is off while changes are not being
+    /// followed (and, for metrics, when configured off or skipped by the call).
     pub bypass: IntCounter,
 }
 
 impl Default for CacheCounters {
     fn default() -> Self {
-        let vec = cache_vec();
+        let vec = permission_cache_vec();
         CacheCounters::from_vec(&vec)
     }
 }
@@ -105,11 +106,22 @@ impl CacheCounters {
     }
 }
 
-fn cache_vec() -> IntCounterVec {
+fn permission_cache_vec() -> IntCounterVec {
     IntCounterVec::new(
         Opts::new(
             "affinity_permission_cache_requests_total",
             "Membership role lookups by the permission cache's answer.",
+        ),
+        &["result"],
+    )
+    .expect("static metric definition")
+}
+
+fn metrics_cache_vec() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "affinity_metrics_cache_requests_total",
+            "GetMetricsAggregated calls by the metrics cache's answer.",
         ),
         &["result"],
     )
@@ -171,7 +183,8 @@ impl Metrics {
             ),
             &["job", "outcome"],
         )?;
-        let cache_vec = cache_vec();
+        let cache_vec = permission_cache_vec();
+        let metrics_cache_vec = metrics_cache_vec();
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -182,6 +195,7 @@ impl Metrics {
         registry.register(Box::new(migrations_bundled.clone()))?;
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(cache_vec.clone()))?;
+        registry.register(Box::new(metrics_cache_vec.clone()))?;
         migrations_bundled.set(crate::db::migrate::MIGRATOR.iter().count() as i64);
         Ok(Metrics {
             registry,
@@ -194,12 +208,17 @@ impl Metrics {
             ready,
             jobs,
             cache: CacheCounters::from_vec(&cache_vec),
+            metrics_cache: CacheCounters::from_vec(&metrics_cache_vec),
             pool: OnceLock::new(),
         })
     }
 
     pub fn cache_counters(&self) -> CacheCounters {
         self.cache.clone()
+    }
+
+    pub fn metrics_cache_counters(&self) -> CacheCounters {
+        self.metrics_cache.clone()
     }
 
     /// The calls' pool, sampled at every scrape.

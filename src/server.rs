@@ -24,12 +24,14 @@ use crate::api::organizations::OrganizationsApi;
 use crate::api::similarity::SimilarityApi;
 use crate::api::ApiState;
 use crate::auth::Authenticator;
+use crate::changes::{self, Follower};
 use crate::coalesce::CoalescedWrites;
 use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
 use crate::db::migrate;
 use crate::db::pool::{connect_with_retry, connect_with_timeout};
 use crate::membership::MembershipCache;
+use crate::metrics_cache::MetricsCache;
 use crate::observability::{self, Metrics, ObserveLayer};
 use crate::proto::{
     ai_context_service_server::AiContextServiceServer,
@@ -83,6 +85,10 @@ pub async fn run_with_metrics(
     let metrics = Arc::new(Metrics::new()?);
     let mut state = ApiState::new(config.clone());
     state.membership = MembershipCache::with_counters(metrics.cache_counters());
+    state.metrics_cache = MetricsCache::new(
+        config.metrics_cache_mb.saturating_mul(1 << 20),
+        metrics.metrics_cache_counters(),
+    );
     let state = Arc::new(state);
     let _metrics_server = match metrics_listener {
         Some(l) => {
@@ -226,16 +232,20 @@ pub async fn run_with_metrics(
             let pool = counted.pool().clone();
             // Partitions ahead now, then the schedules; stopped when dropped.
             let _jobs = crate::jobs::spawn(&config, pool.clone(), metrics.clone());
-            // SERVING once membership changes are followed (until then, and
-            // whenever that connection drops, permission checks skip the cache).
+            // SERVING once membership and metric changes are followed (until
+            // then, and whenever that connection drops, the caches are off).
             let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
-            let listener = tokio::spawn(state.membership.clone().listen(pool.clone(), subscribed));
+            let followers: Vec<Arc<dyn Follower>> = vec![
+                Arc::new(state.membership.clone()),
+                Arc::new(state.metrics_cache.clone()),
+            ];
+            let listener = tokio::spawn(changes::follow(pool.clone(), followers, subscribed));
             if tokio::time::timeout(Duration::from_secs(10), is_subscribed)
                 .await
                 .is_err()
             {
                 tracing::warn!(
-                    "not yet following membership changes; permission checks go to the database"
+                    "not yet following membership and metric changes; permission checks and metric aggregations go to the database"
                 );
             }
             set_status(&mut health, ServingStatus::Serving).await;

@@ -120,6 +120,8 @@ pub enum GrpcSocket {
 pub struct Service {
     child: tokio::process::Child,
     pub pid: u32,
+    /// Its Prometheus endpoint.
+    pub metrics_addr: std::net::SocketAddr,
     pub channels: Vec<Channel>,
     pub log: PathBuf,
 }
@@ -141,6 +143,7 @@ impl Service {
                 (addr.clone(), addr)
             }
         };
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = dir.join("service.log");
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -150,6 +153,7 @@ impl Service {
             .env("AFFINITY_JWT_SECRET", SECRET)
             .env("AFFINITY_LISTEN_ADDR", &addr)
             .env("AFFINITY_METRIC_ROLLUP_ZONES", ROLLUP_ZONES)
+            .env("AFFINITY_METRICS_ADDR", metrics_addr.to_string())
             // The service's own runtime size, when the run asks for one.
             .envs(std::env::var("BENCH_SERVICE_WORKERS").map(|n| ("TOKIO_WORKER_THREADS", n)))
             .stdout(out.try_clone()?)
@@ -165,6 +169,7 @@ impl Service {
         let mut service = Service {
             child,
             pid,
+            metrics_addr,
             channels,
             log,
         };
@@ -268,4 +273,24 @@ impl RssSampler {
     pub fn take_peak(&self) -> u64 {
         self.peak.swap(0, Ordering::Relaxed)
     }
+}
+
+/// The service's metrics cache counters (hit, miss, bypass), or None when
+/// its endpoint does not answer.
+pub async fn metrics_cache_counters(addr: std::net::SocketAddr) -> Option<[u64; 3]> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.ok()?;
+    let count = |result: &str| {
+        let series = format!("affinity_metrics_cache_requests_total{{result=\"{result}\"}}");
+        raw.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Some([count("hit"), count("miss"), count("bypass")])
 }

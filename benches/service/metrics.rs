@@ -23,6 +23,8 @@ use crate::Ctx;
 
 pub struct Raw {
     pub scenario: String,
+    /// The RPC at concurrency 1 with `cache-control: no-cache`.
+    pub fresh: drive::Stats,
     pub buckets: usize,
     pub points: u64,
     /// The RPC's answer equals the raw aggregation's.
@@ -35,8 +37,15 @@ pub struct Raw {
 }
 
 pub struct Results {
+    /// The RPC as clients call it: repeated aggregations are answered from
+    /// the service's cache.
     pub rows: Vec<Row>,
+    /// The same with `cache-control: no-cache` (every call reads the
+    /// database), at concurrency 1 and 8.
+    pub fresh_rows: Vec<Row>,
     pub raw: Vec<Raw>,
+    /// The service's metrics cache counters over this phase: hit, miss, bypass.
+    pub cache: Option<[u64; 3]>,
 }
 
 struct Query {
@@ -72,8 +81,11 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
     let w = &ctx.world;
     let mut out = Results {
         rows: Vec::new(),
+        fresh_rows: Vec::new(),
         raw: Vec::new(),
+        cache: None,
     };
+    let counters_before = crate::env::metrics_cache_counters(ctx.service_metrics).await;
     // Ordinary: rotate over the hourly posts (8,760 points a year each).
     let hourly: Vec<(usize, Uuid)> = (0..w.scale.hourly_posts)
         .map(|j| {
@@ -127,8 +139,32 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
                 .collect::<Result<Vec<_>>>()?;
             let queries = Arc::new(queries);
             let name = format!("{shape} ({time_zone}), {post_name}");
-            let (rpc, sql) = (rpc_op(ctx, &queries), sql_op(&ctx.pool, &queries, SQL));
+            let (rpc, sql) = (
+                rpc_op(ctx, &queries, false),
+                sql_op(&ctx.pool, &queries, SQL),
+            );
             let rows = compare(&name, &rpc, Some(&sql), &ctx.concurrency, ctx.timing).await;
+            // Every call a cache miss: what the service adds to the database's
+            // work when it has to ask.
+            let fresh_levels: Vec<usize> = ctx
+                .concurrency
+                .iter()
+                .copied()
+                .filter(|&c| c == 1 || c == 8)
+                .collect();
+            let fresh_rpc = rpc_op(ctx, &queries, true);
+            let fresh_rows = compare(
+                &format!("{name}, fresh reads"),
+                &fresh_rpc,
+                Some(&sql),
+                &fresh_levels,
+                ctx.timing,
+            )
+            .await;
+            let fresh = match fresh_rows.iter().find(|r| r.concurrency == 1) {
+                Some(r) => r.rpc.clone(),
+                None => drive::drive(&fresh_rpc, 1, ctx.timing).await,
+            };
 
             // The raw aggregation, once per scenario at concurrency 1, next
             // to the RPC's latency at concurrency 1.
@@ -146,12 +182,14 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
             };
             let (buckets, points, equal) = check_equal(ctx, &queries[0]).await?;
             eprintln!(
-                "  raw aggregation: p50 {:.2} ms vs RPC {:.2} ms, {buckets} buckets of {points} points, equal: {equal:?}",
+                "  raw aggregation: p50 {:.2} ms vs RPC {:.2} ms (fresh reads {:.2} ms), {buckets} buckets of {points} points, equal: {equal:?}",
                 drive::ms(raw.p50),
-                drive::ms(rpc_1.p50)
+                drive::ms(rpc_1.p50),
+                drive::ms(fresh.p50)
             );
             out.raw.push(Raw {
                 scenario: name,
+                fresh,
                 buckets,
                 points,
                 equal,
@@ -160,8 +198,13 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
                 raw,
             });
             out.rows.extend(rows);
+            out.fresh_rows.extend(fresh_rows);
         }
     }
+    let counters_after = crate::env::metrics_cache_counters(ctx.service_metrics).await;
+    out.cache = counters_before
+        .zip(counters_after)
+        .map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2]]);
     Ok(out)
 }
 
@@ -180,15 +223,19 @@ fn rpc_request(q: &Query) -> GetMetricsAggregatedRequest {
     }
 }
 
-fn rpc_op(ctx: &Ctx, queries: &Arc<Vec<Arc<Query>>>) -> Op {
+/// The RPC; `fresh`: with `cache-control: no-cache`.
+fn rpc_op(ctx: &Ctx, queries: &Arc<Vec<Arc<Query>>>, fresh: bool) -> Op {
     let (queries, channels) = (queries.clone(), ctx.channels.clone());
     op(move |i| {
         let q = queries[i as usize % queries.len()].clone();
         let mut client = MetricsServiceClient::new(crate::pick(&channels, i));
         async move {
-            client
-                .get_metrics_aggregated(request(rpc_request(&q), &q.auth))
-                .await?;
+            let mut req = request(rpc_request(&q), &q.auth);
+            if fresh {
+                req.metadata_mut()
+                    .insert("cache-control", MetadataValue::from_static("no-cache"));
+            }
+            client.get_metrics_aggregated(req).await?;
             Ok(1)
         }
     })

@@ -98,6 +98,10 @@ impl MaintenanceService for MaintenanceApi {
             .map_err(ApiError::from)?
             .unwrap_or_default();
         db.finish().await?;
+        if archived > 0 {
+            // This replica's next reads see it, whatever the announcement's delay.
+            self.state.metrics_cache.clear();
+        }
         tracing::info!(
             archived,
             retention_days = days,

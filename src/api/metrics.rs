@@ -10,8 +10,9 @@ use super::{
     ApiState, MAX_IDEMPOTENCY_KEY,
 };
 use crate::error::{ApiError, ApiResult};
+use crate::metrics_cache::{Key as CacheKey, Lookup};
 use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
-use crate::store::metrics::{self as store, Aggregation, NewPoint};
+use crate::store::metrics::{self as store, Aggregation, Bucket, NewPoint};
 use crate::store::organizations::OrgRole;
 
 /// Longest metric name, in bytes.
@@ -98,6 +99,18 @@ fn time_zone(value: &str) -> ApiResult<&'static str> {
     }
 }
 
+/// Whether the client asked for an answer read from the database now
+/// (`cache-control: no-cache`), e.g. right after writing through another
+/// replica.
+fn wants_fresh_read<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+}
+
 /// The months that deserve a partition: the span of the points near now.
 fn partition_span(
     points: &[NewPoint],
@@ -157,6 +170,11 @@ impl MetricsService for MetricsApi {
             .await
             .map_err(write_error)?;
         db.finish().await?;
+        // This replica's next read sees the points, whatever the
+        // announcement's delay.
+        for p in &points {
+            self.state.metrics_cache.invalidate(org, p.entity_id);
+        }
         // A duplicate reports the batch's size, as the first call did.
         let recorded = if done.duplicate {
             points.len() as u64
@@ -194,25 +212,51 @@ impl MetricsService for MetricsApi {
         if start > end {
             return Err(ApiError::invalid(format!("start ({start}) is after end ({end})")).into());
         }
-        let mut db = self.state.db(&req).await?;
-        let buckets = store::aggregated(
-            db.conn(),
-            &Aggregation {
-                org,
-                entity_type: &entity_type,
-                entity_id,
-                metric_name,
-                granularity,
-                start,
-                end,
-                time_zone,
-            },
-        )
-        .await
-        .map_err(ApiError::from)?;
-        db.finish().await?;
+        // An open-ended range (`end` unset: now) is asked once: not cached.
+        let key = r.end.is_some().then(|| CacheKey {
+            org,
+            entity_id,
+            entity_type: entity_type.as_str().into(),
+            metric_name: metric_name.into(),
+            granularity,
+            time_zone,
+            start,
+            end,
+        });
+        let cache = &self.state.metrics_cache;
+        let lookup = match &key {
+            Some(key) => cache.get(key, wants_fresh_read(&req)),
+            None => cache.skip(),
+        };
+        let buckets = match lookup {
+            Lookup::Hit(buckets) => buckets,
+            Lookup::Miss(_) | Lookup::Bypass => {
+                let mut db = self.state.db(&req).await?;
+                let buckets: Arc<[Bucket]> = store::aggregated(
+                    db.conn(),
+                    &Aggregation {
+                        org,
+                        entity_type: &entity_type,
+                        entity_id,
+                        metric_name,
+                        granularity,
+                        start,
+                        end,
+                        time_zone,
+                    },
+                )
+                .await
+                .map_err(ApiError::from)?
+                .into();
+                db.finish().await?;
+                if let (Lookup::Miss(stamp), Some(key)) = (lookup, key) {
+                    cache.put(key, stamp, buckets.clone());
+                }
+                buckets
+            }
+        };
         let buckets = buckets
-            .into_iter()
+            .iter()
             .map(|b| proto::MetricBucket {
                 bucket_start: Some(to_timestamp(b.bucket_start)),
                 sum: b.sum,

@@ -21,6 +21,8 @@ use crate::db::pool::{CallConn, CountedPool, Reachability};
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ApiResult};
 use crate::membership::MembershipCache;
+use crate::metrics_cache::MetricsCache;
+use crate::observability::CacheCounters;
 use crate::store::organizations::OrgRole;
 use crate::store::similarity::{self as similarity_store, IndexCast};
 
@@ -30,6 +32,8 @@ pub struct ApiState {
     pub config: Config,
     /// Membership roles, kept fresh by the database's change notifications.
     pub membership: MembershipCache,
+    /// Metric aggregations, kept fresh by the database's change notifications.
+    pub metrics_cache: MetricsCache,
     /// Whether the database answers (a probe's view): calls fail fast with
     /// UNAVAILABLE while it does not.
     pub reachability: Reachability,
@@ -44,9 +48,11 @@ struct Database {
 
 impl ApiState {
     pub fn new(config: Config) -> Self {
+        let metrics_cache_bytes = config.metrics_cache_mb.saturating_mul(1 << 20);
         ApiState {
             config,
             membership: MembershipCache::new(),
+            metrics_cache: MetricsCache::new(metrics_cache_bytes, CacheCounters::default()),
             reachability: Reachability::new(),
             db: OnceLock::new(),
         }

@@ -63,6 +63,7 @@ DROP TABLE IF EXISTS
 
 -- Every function the phases created.
 DROP FUNCTION IF EXISTS
+    metric_points_announce,                                                   -- 08
     metrics_aggregated_stepwise, metric_floor_hour, metric_ceil_hour,
     metric_day_at_or_after, metric_points_between,                            -- 07
     add_metric_rollup_zone, drop_metric_rollup_zone, metric_rollups_on_insert,

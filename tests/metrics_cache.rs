@@ -1,0 +1,318 @@
+//! The metrics cache: each replica keeps aggregations it has answered, and
+//! a change to their points, however it is made, reaches every replica
+//! within a second (at once on the replica that made it).
+mod common;
+
+use std::time::{Duration, Instant};
+
+use affinity::proto::{self, Granularity, Role};
+use chrono::{DateTime, Utc};
+use common::server::{authed, code, service_token, user_token, TestServer};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tonic::transport::Channel;
+use tonic::Code;
+use uuid::Uuid;
+
+type Metrics = proto::metrics_service_client::MetricsServiceClient<Channel>;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn post(id: Uuid) -> Option<proto::EntityRef> {
+    Some(proto::EntityRef {
+        entity_type: "post".into(),
+        entity_id: id.to_string(),
+    })
+}
+
+/// Daily `views` of `entity` over January 2026.
+fn january(org: Uuid, entity: Uuid) -> proto::GetMetricsAggregatedRequest {
+    proto::GetMetricsAggregatedRequest {
+        organization_id: org.to_string(),
+        entity: post(entity),
+        metric_name: "views".into(),
+        granularity: Granularity::Day as i32,
+        start: Some(affinity::api::to_timestamp(at("2026-01-01T00:00:00Z"))),
+        end: Some(affinity::api::to_timestamp(at("2026-02-01T00:00:00Z"))),
+        time_zone: "UTC".into(),
+    }
+}
+
+/// The sum of every bucket of January, as `token` sees it.
+async fn total(m: &Metrics, token: &str, org: Uuid, entity: Uuid, fresh: bool) -> f64 {
+    let mut req = authed(january(org, entity), token);
+    if fresh {
+        req.metadata_mut()
+            .insert("cache-control", "no-cache".parse().unwrap());
+    }
+    m.clone()
+        .get_metrics_aggregated(req)
+        .await
+        .expect("aggregating")
+        .into_inner()
+        .buckets
+        .iter()
+        .map(|b| b.sum)
+        .sum()
+}
+
+async fn record(m: &Metrics, token: &str, org: Uuid, entity: Uuid, value: f64) {
+    m.clone()
+        .record_metrics(authed(
+            proto::RecordMetricsRequest {
+                organization_id: org.to_string(),
+                idempotency_key: String::new(),
+                points: vec![proto::MetricPoint {
+                    entity: post(entity),
+                    metric_name: "views".into(),
+                    value,
+                    recorded_at: Some(affinity::api::to_timestamp(at("2026-01-15T12:00:00Z"))),
+                }],
+            },
+            token,
+        ))
+        .await
+        .expect("recording");
+}
+
+/// A point written by plain SQL (another tool), on 2026-01-20.
+async fn insert(pool: &PgPool, org: Uuid, entity: Uuid, value: f64) {
+    sqlx::query(
+        "INSERT INTO time_series_metrics (organization_id, entity_type, entity_id, metric_name, value, recorded_at)
+         VALUES ($1, 'post', $2, 'views', $3, '2026-01-20T08:00:00Z')",
+    )
+    .bind(org)
+    .bind(entity)
+    .bind(value)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn sql(pool: &PgPool, statement: &str) {
+    sqlx::query(statement).execute(pool).await.unwrap();
+}
+
+/// How long until `m` answers `want`, polling every 20 ms, at most 5 s.
+async fn time_until(m: &Metrics, token: &str, org: Uuid, entity: Uuid, want: f64) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = total(m, token, org, entity, false).await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the replica never saw the change: {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn counter(scraped: &str, result: &str) -> u64 {
+    let series = format!("affinity_metrics_cache_requests_total{{result=\"{result}\"}}");
+    scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aggregation_is_answered_from_memory_until_its_points_change_on_any_replica() {
+    let s = TestServer::start_with_metrics().await;
+    let other = s.replica().await;
+    let (m, m_other) = (s.metrics(), Metrics::new(other.channel.clone()));
+    let t = s.new_tenant().await;
+    let p = Uuid::new_v4();
+    record(&m, &t.token, t.org, p, 1.0).await;
+    // Let that write's own announcement pass before warming the caches.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 1.0);
+    assert_eq!(total(&m_other, &t.token, t.org, p, false).await, 1.0);
+
+    // The answer really comes from memory: a change the database does not
+    // announce stays invisible, except to a client asking for a fresh read.
+    let before = common::scrape(s.metrics_addr.unwrap()).await;
+    sql(
+        &s.db.pool,
+        "ALTER TABLE time_series_metrics DISABLE TRIGGER metric_points_announce_insert",
+    )
+    .await;
+    insert(&s.db.pool, t.org, p, 10.0).await;
+    sql(
+        &s.db.pool,
+        "ALTER TABLE time_series_metrics ENABLE TRIGGER metric_points_announce_insert",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        total(&m, &t.token, t.org, p, false).await,
+        1.0,
+        "from memory"
+    );
+    let after = common::scrape(s.metrics_addr.unwrap()).await;
+    assert_eq!(counter(&after, "hit"), counter(&before, "hit") + 1);
+    assert_eq!(
+        total(&m, &t.token, t.org, p, true).await,
+        11.0,
+        "a fresh read"
+    );
+    // The fresh answer replaced the stale one.
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 11.0);
+
+    // A point recorded through one replica reaches the other's cached answer
+    // within a second.
+    assert_eq!(total(&m_other, &t.token, t.org, p, false).await, 1.0);
+    record(&m, &t.token, t.org, p, 100.0).await;
+    let took = time_until(&m_other, &t.token, t.org, p, 111.0).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "a recorded point took {took:?}"
+    );
+
+    // So do changes made by plain SQL: an insert, an update, a delete, a
+    // truncate.
+    for (change, want) in [
+        ("insert", 1111.0),
+        (
+            "UPDATE time_series_metrics SET value = value * 2 WHERE value = 1000",
+            2111.0,
+        ),
+        ("DELETE FROM time_series_metrics WHERE value = 2000", 111.0),
+        ("TRUNCATE time_series_metrics", 0.0),
+    ] {
+        // Both caches hold the current answer.
+        let now = total(&m_other, &t.token, t.org, p, false).await;
+        assert_eq!(total(&m, &t.token, t.org, p, false).await, now);
+        match change {
+            "insert" => insert(&s.db.pool, t.org, p, 1000.0).await,
+            statement => sql(&s.db.pool, statement).await,
+        }
+        for replica in [&m, &m_other] {
+            let took = time_until(replica, &t.token, t.org, p, want).await;
+            assert!(took < Duration::from_secs(1), "{change} took {took:?}");
+        }
+    }
+    other.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_reads_its_own_metric_writes_at_once() {
+    let s = TestServer::start().await;
+    let m = s.metrics();
+    let t = s.new_tenant().await;
+    let p = Uuid::new_v4();
+    // No announcements at all: only the writing replica's own drop can
+    // make its next read see the write.
+    for trigger in ["insert", "delete"] {
+        sql(
+            &s.db.pool,
+            &format!(
+                "ALTER TABLE time_series_metrics DISABLE TRIGGER metric_points_announce_{trigger}"
+            ),
+        )
+        .await;
+    }
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 0.0);
+    record(&m, &t.token, t.org, p, 1.0).await;
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 1.0);
+    record(&m, &t.token, t.org, p, 2.0).await;
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 3.0);
+
+    // Archival through the replica: its next read no longer counts the points.
+    let archived = s
+        .maintenance()
+        .archive_old_metrics(authed(
+            proto::ArchiveOldMetricsRequest { older_than_days: 1 },
+            &service_token(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .archived;
+    assert_eq!(archived, 2);
+    assert_eq!(total(&m, &t.token, t.org, p, false).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_aggregation_is_served_only_to_members_of_its_organization() {
+    let s = TestServer::start().await;
+    let m = s.metrics();
+    let (a, b) = (s.new_tenant().await, s.new_tenant().await);
+    let p = Uuid::new_v4();
+    record(&m, &a.token, a.org, p, 5.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(total(&m, &a.token, a.org, p, false).await, 5.0);
+    assert_eq!(total(&m, &a.token, a.org, p, false).await, 5.0);
+
+    // A stranger asking for the cached answer is refused, as without a cache.
+    let r = m
+        .clone()
+        .get_metrics_aggregated(authed(january(a.org, p), &b.token))
+        .await;
+    assert_eq!(code(r), Code::PermissionDenied);
+    // The same entity asked about in another organization is another series.
+    assert_eq!(total(&m, &b.token, b.org, p, false).await, 0.0);
+    // A member removed is refused at once, cached answer or not.
+    let viewer = Uuid::new_v4();
+    s.add_member(a.org, viewer, Role::Viewer).await;
+    assert_eq!(total(&m, &user_token(viewer), a.org, p, false).await, 5.0);
+    s.orgs()
+        .remove_member(authed(
+            proto::RemoveMemberRequest {
+                organization_id: a.org.to_string(),
+                user_id: viewer.to_string(),
+            },
+            &a.token,
+        ))
+        .await
+        .unwrap();
+    let r = m
+        .clone()
+        .get_metrics_aggregated(authed(january(a.org, p), &user_token(viewer)))
+        .await;
+    assert_eq!(code(r), Code::PermissionDenied);
+}
+
+async fn next(listener: &mut PgListener) -> String {
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("an announcement")
+        .unwrap()
+        .payload()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_touching_over_a_thousand_entities_announces_that_everything_changed() {
+    let s = TestServer::start().await;
+    let t = s.new_tenant().await;
+    let mut listener = PgListener::connect_with(&s.db.pool).await.unwrap();
+    listener.listen("affinity_metrics").await.unwrap();
+    let payloads = |n: usize| {
+        format!(
+            "INSERT INTO time_series_metrics (organization_id, entity_type, entity_id, metric_name, value, recorded_at)
+             SELECT '{}', 'post', gen_random_uuid(), 'views', 1, '2026-01-20T08:00:00Z'
+             FROM generate_series(1, {n})",
+            t.org
+        )
+    };
+    // A thousand entities: each announced by name.
+    sql(&s.db.pool, &payloads(1000)).await;
+    let mut named = 0;
+    for _ in 0..1000 {
+        let p = next(&mut listener).await;
+        assert!(p.starts_with(&format!("{}:", t.org)), "{p}");
+        named += 1;
+    }
+    assert_eq!(named, 1000);
+    // One more: a single '*'.
+    sql(&s.db.pool, &payloads(1001)).await;
+    assert_eq!(next(&mut listener).await, "*");
+    sql(&s.db.pool, &payloads(1)).await;
+    let p = next(&mut listener).await;
+    assert!(p.starts_with(&format!("{}:", t.org)), "only one '*': {p}");
+}
