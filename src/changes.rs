@@ -7,6 +7,7 @@
 //! and it is emptied when following resumes (what was announced meanwhile
 //! is gone).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,29 @@ pub trait Follower: Send + Sync {
     /// Announcements are being received (true) or may be missed (false).
     /// Either way, what the cache holds can no longer be trusted.
     fn set_following(&self, following: bool);
+}
+
+/// Whether a follower's cache may be used: only while its announcements
+/// are being received.
+#[derive(Default)]
+pub struct Following(AtomicBool);
+
+impl Following {
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Turns it on or off; `clear` empties the cache before it is used
+    /// again, and once it no longer is.
+    pub fn set(&self, on: bool, clear: impl FnOnce()) {
+        if on {
+            clear();
+            self.0.store(true, Ordering::Release);
+        } else {
+            self.0.store(false, Ordering::Release);
+            clear();
+        }
+    }
 }
 
 /// Follows the followers' channels until the task is aborted; `ready` is

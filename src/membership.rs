@@ -11,14 +11,14 @@
 //! been missed).
 //! A time-to-live bounds staleness should anything else go wrong.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::Follower;
+use crate::changes::{Follower, Following};
 use crate::db::pool::CountedPool;
 use crate::observability::CacheCounters;
 use crate::store::organizations::{self as store, OrgRole};
@@ -39,7 +39,7 @@ struct Inner {
     /// Bumped by every invalidation: a lookup that raced one is not cached.
     epoch: AtomicU64,
     /// Whether change notifications are being received right now.
-    listening: AtomicBool,
+    listening: Following,
     counters: CacheCounters,
 }
 
@@ -63,7 +63,7 @@ impl MembershipCache {
                     .time_to_live(TIME_TO_LIVE)
                     .build(),
                 epoch: AtomicU64::new(0),
-                listening: AtomicBool::new(false),
+                listening: Following::default(),
                 counters,
             }),
         }
@@ -134,7 +134,7 @@ impl MembershipCache {
     }
 
     fn is_listening(&self) -> bool {
-        self.inner.listening.load(Ordering::Acquire)
+        self.inner.listening.is_on()
     }
 
     fn remember(&self, epoch: u64, org: Uuid, user: Uuid, role: Option<OrgRole>) {
@@ -170,14 +170,7 @@ impl Follower for MembershipCache {
     }
 
     fn set_following(&self, following: bool) {
-        // Emptied before it is used again, and once it is no longer.
-        if following {
-            self.clear();
-            self.inner.listening.store(true, Ordering::Release);
-        } else {
-            self.inner.listening.store(false, Ordering::Release);
-            self.clear();
-        }
+        self.inner.listening.set(following, || self.clear());
     }
 }
 

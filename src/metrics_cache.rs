@@ -11,7 +11,7 @@
 //! served after that change's announcement, even if it arrives mid-query.
 //! Off while announcements are not being received (`crate::changes`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::Follower;
+use crate::changes::{Follower, Following};
 use crate::observability::CacheCounters;
 use crate::store::metrics::Bucket;
 
@@ -75,7 +75,7 @@ struct Inner {
     /// Bumped by a clear (and when following starts or stops).
     epoch: AtomicU64,
     generations: Box<[AtomicU64]>,
-    following: AtomicBool,
+    following: Following,
     counters: CacheCounters,
 }
 
@@ -94,7 +94,7 @@ impl MetricsCache {
                 answers,
                 epoch: AtomicU64::new(0),
                 generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-                following: AtomicBool::new(false),
+                following: Following::default(),
                 counters,
             }),
         }
@@ -107,7 +107,7 @@ impl MetricsCache {
             self.inner.counters.bypass.inc();
             return Lookup::Bypass;
         };
-        if !self.inner.following.load(Ordering::Acquire) {
+        if !self.inner.following.is_on() {
             self.inner.counters.bypass.inc();
             return Lookup::Bypass;
         }
@@ -136,9 +136,7 @@ impl MetricsCache {
         let Some(answers) = &self.inner.answers else {
             return;
         };
-        if self.inner.following.load(Ordering::Acquire)
-            && self.stamp(key.org, key.entity_id) == stamp
-        {
+        if self.inner.following.is_on() && self.stamp(key.org, key.entity_id) == stamp {
             answers.insert(key, Entry { buckets, stamp });
         }
     }
@@ -178,14 +176,7 @@ impl Follower for MetricsCache {
     }
 
     fn set_following(&self, following: bool) {
-        // Emptied before it is used again, and once it is no longer.
-        if following {
-            self.clear();
-            self.inner.following.store(true, Ordering::Release);
-        } else {
-            self.inner.following.store(false, Ordering::Release);
-            self.clear();
-        }
+        self.inner.following.set(following, || self.clear());
     }
 }
 

@@ -52,13 +52,8 @@ where
 
 /// `affinity_maintenance_runs_total` of one job and outcome (0 when absent).
 async fn runs(addr: SocketAddr, job: &str, outcome: &str) -> f64 {
-    let series = format!("affinity_maintenance_runs_total{{job=\"{job}\",outcome=\"{outcome}\"}} ");
-    scrape(addr)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let series = format!("affinity_maintenance_runs_total{{job=\"{job}\",outcome=\"{outcome}\"}}");
+    common::sample(&scrape(addr).await, &series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread")]

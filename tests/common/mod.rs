@@ -116,6 +116,15 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
     body.to_string()
 }
 
+/// The value of one series (name and labels exactly as exposed) in a
+/// [`scrape`], or None when absent.
+pub fn sample(scraped: &str, series: &str) -> Option<f64> {
+    scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// [`table_fingerprint`] of every table (partitions included) in every
 /// schema but PostgreSQL's own, by qualified name.
 pub async fn all_table_fingerprints(

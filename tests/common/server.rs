@@ -128,6 +128,23 @@ impl TestServer {
             .await
             .expect("adding a member");
     }
+
+    /// Removes `user` from `org` (through the API, as `token`'s holder):
+    /// whether there was such a member.
+    pub async fn remove_member(&self, org: Uuid, user: Uuid, token: &str) -> bool {
+        self.orgs()
+            .remove_member(authed(
+                proto::RemoveMemberRequest {
+                    organization_id: org.to_string(),
+                    user_id: user.to_string(),
+                },
+                token,
+            ))
+            .await
+            .expect("removing a member")
+            .into_inner()
+            .removed
+    }
 }
 
 impl Drop for TestServer {
