@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 /// A cache kept fresh by one channel's announcements.
 pub trait Follower: Send + Sync {
@@ -46,6 +47,12 @@ impl Following {
             clear();
         }
     }
+}
+
+/// The payload '<uuid>:<uuid>' both caches' triggers send.
+pub fn uuid_pair(payload: &str) -> Option<(Uuid, Uuid)> {
+    let (a, b) = payload.split_once(':')?;
+    Some((Uuid::parse_str(a).ok()?, Uuid::parse_str(b).ok()?))
 }
 
 /// Follows the followers' channels until the task is aborted; `ready` is

@@ -18,7 +18,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::{Follower, Following};
+use crate::changes::{uuid_pair, Follower, Following};
 use crate::db::pool::CountedPool;
 use crate::observability::CacheCounters;
 use crate::store::organizations::{self as store, OrgRole};
@@ -163,7 +163,7 @@ impl Follower for MembershipCache {
     }
 
     fn announced(&self, payload: &str) {
-        match parse(payload) {
+        match uuid_pair(payload) {
             Some((org, user)) => self.invalidate(org, user),
             None => self.clear(),
         }
@@ -172,9 +172,4 @@ impl Follower for MembershipCache {
     fn set_following(&self, following: bool) {
         self.inner.listening.set(following, || self.clear());
     }
-}
-
-fn parse(payload: &str) -> Option<(Uuid, Uuid)> {
-    let (org, user) = payload.split_once(':')?;
-    Some((Uuid::parse_str(org).ok()?, Uuid::parse_str(user).ok()?))
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::{Follower, Following};
+use crate::changes::{uuid_pair, Follower, Following};
 use crate::observability::CacheCounters;
 use crate::store::metrics::Bucket;
 
@@ -169,7 +169,7 @@ impl Follower for MetricsCache {
     }
 
     fn announced(&self, payload: &str) {
-        match parse(payload) {
+        match uuid_pair(payload) {
             Some((org, entity)) => self.invalidate(org, entity),
             None => self.clear(),
         }
@@ -194,11 +194,6 @@ fn weight(k: &Key, e: &Entry) -> u32 {
         + std::mem::size_of_val(&*e.buckets)
         + 64;
     u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-fn parse(payload: &str) -> Option<(Uuid, Uuid)> {
-    let (org, entity) = payload.split_once(':')?;
-    Some((Uuid::parse_str(org).ok()?, Uuid::parse_str(entity).ok()?))
 }
 
 #[cfg(test)]
