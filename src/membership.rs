@@ -43,17 +43,7 @@ struct Inner {
     counters: CacheCounters,
 }
 
-impl Default for MembershipCache {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MembershipCache {
-    pub fn new() -> Self {
-        Self::with_counters(CacheCounters::default())
-    }
-
     /// A cache counting its hits, misses and bypasses into `counters`.
     pub fn with_counters(counters: CacheCounters) -> Self {
         MembershipCache {

@@ -106,26 +106,23 @@ impl CacheCounters {
     }
 }
 
+/// A cache's lookups by result (hit, miss, bypass).
+fn cache_vec(name: &str, help: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), &["result"]).expect("static metric definition")
+}
+
 fn permission_cache_vec() -> IntCounterVec {
-    IntCounterVec::new(
-        Opts::new(
-            "affinity_permission_cache_requests_total",
-            "Membership role lookups by the permission cache's answer.",
-        ),
-        &["result"],
+    cache_vec(
+        "affinity_permission_cache_requests_total",
+        "Membership role lookups by the permission cache's answer.",
     )
-    .expect("static metric definition")
 }
 
 fn metrics_cache_vec() -> IntCounterVec {
-    IntCounterVec::new(
-        Opts::new(
-            "affinity_metrics_cache_requests_total",
-            "GetMetricsAggregated calls by the metrics cache's answer.",
-        ),
-        &["result"],
+    cache_vec(
+        "affinity_metrics_cache_requests_total",
+        "GetMetricsAggregated calls by the metrics cache's answer.",
     )
-    .expect("static metric definition")
 }
 
 impl Metrics {

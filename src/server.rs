@@ -30,8 +30,6 @@ use crate::config::Config;
 use crate::db::embedded::{self, EmbeddedDb};
 use crate::db::migrate;
 use crate::db::pool::{connect_with_retry, connect_with_timeout};
-use crate::membership::MembershipCache;
-use crate::metrics_cache::MetricsCache;
 use crate::observability::{self, Metrics, ObserveLayer};
 use crate::proto::{
     ai_context_service_server::AiContextServiceServer,
@@ -83,13 +81,11 @@ pub async fn run_with_metrics(
     let transport = Transport::from_config(&config, &addr)?;
     let auth = Arc::new(Authenticator::new(secret.as_bytes()));
     let metrics = Arc::new(Metrics::new()?);
-    let mut state = ApiState::new(config.clone());
-    state.membership = MembershipCache::with_counters(metrics.cache_counters());
-    state.metrics_cache = MetricsCache::new(
-        config.metrics_cache_mb.saturating_mul(1 << 20),
+    let state = Arc::new(ApiState::new(
+        config.clone(),
+        metrics.cache_counters(),
         metrics.metrics_cache_counters(),
-    );
-    let state = Arc::new(state);
+    ));
     let _metrics_server = match metrics_listener {
         Some(l) => {
             let metrics_addr = l.local_addr()?;

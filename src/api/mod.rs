@@ -47,12 +47,17 @@ struct Database {
 }
 
 impl ApiState {
-    pub fn new(config: Config) -> Self {
+    /// The state of one server; each cache counts into its counters.
+    pub fn new(
+        config: Config,
+        permission_counters: CacheCounters,
+        metrics_counters: CacheCounters,
+    ) -> Self {
         let metrics_cache_bytes = config.metrics_cache_mb.saturating_mul(1 << 20);
         ApiState {
             config,
-            membership: MembershipCache::new(),
-            metrics_cache: MetricsCache::new(metrics_cache_bytes, CacheCounters::default()),
+            membership: MembershipCache::with_counters(permission_counters),
+            metrics_cache: MetricsCache::new(metrics_cache_bytes, metrics_counters),
             reachability: Reachability::new(),
             db: OnceLock::new(),
         }
