@@ -302,4 +302,11 @@ async fn a_statement_touching_over_a_thousand_entities_announces_that_everything
     sql(&s.db.pool, &payloads(1)).await;
     let p = next(&mut listener).await;
     assert!(p.starts_with(&format!("{}:", t.org)), "only one '*': {p}");
+    // An organization deleted takes its points along, announced too.
+    sqlx::query("DELETE FROM organizations WHERE id = $1")
+        .bind(t.org)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut listener).await, "*", "2,002 entities at once");
 }
