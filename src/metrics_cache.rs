@@ -104,12 +104,10 @@ impl MetricsCache {
     /// (`fresh`), the cache is off, or changes are not being followed.
     pub fn get(&self, key: &Key, fresh: bool) -> Lookup {
         let Some(answers) = &self.inner.answers else {
-            self.inner.counters.bypass.inc();
-            return Lookup::Bypass;
+            return self.skip();
         };
         if !self.inner.following.is_on() {
-            self.inner.counters.bypass.inc();
-            return Lookup::Bypass;
+            return self.skip();
         }
         let stamp = self.stamp(key.org, key.entity_id);
         if !fresh {
@@ -124,19 +122,21 @@ impl MetricsCache {
         Lookup::Miss(stamp)
     }
 
-    /// A call that does not use the cache (an open-ended range), counted.
+    /// A call that does not use the cache (off, not following, or an
+    /// open-ended range), counted.
     pub fn skip(&self) -> Lookup {
         self.inner.counters.bypass.inc();
         Lookup::Bypass
     }
 
     /// Keeps an answer read under `stamp`, unless a change was announced
-    /// since (it would be stale already).
+    /// since (it would be stale already). Following stopping or starting
+    /// bumps the epoch too, so the stamp covers that as well.
     pub fn put(&self, key: Key, stamp: Stamp, buckets: Arc<[Bucket]>) {
         let Some(answers) = &self.inner.answers else {
             return;
         };
-        if self.inner.following.is_on() && self.stamp(key.org, key.entity_id) == stamp {
+        if self.stamp(key.org, key.entity_id) == stamp {
             answers.insert(key, Entry { buckets, stamp });
         }
     }

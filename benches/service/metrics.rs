@@ -120,6 +120,13 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
             "Europe/Berlin",
         ),
     ];
+    // The fresh reads run at the levels the targets are judged at.
+    let fresh_levels: Vec<usize> = ctx
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|&c| c == 1 || c == 8)
+        .collect();
     for (post_name, posts) in &posts {
         for &(shape, granularity, unit, days, time_zone) in &shapes {
             let queries = posts
@@ -146,12 +153,6 @@ pub async fn run(ctx: &Ctx) -> Result<Results> {
             let rows = compare(&name, &rpc, Some(&sql), &ctx.concurrency, ctx.timing).await;
             // Every call a cache miss: what the service adds to the database's
             // work when it has to ask.
-            let fresh_levels: Vec<usize> = ctx
-                .concurrency
-                .iter()
-                .copied()
-                .filter(|&c| c == 1 || c == 8)
-                .collect();
             let fresh_rpc = rpc_op(ctx, &queries, true);
             let fresh_rows = compare(
                 &format!("{name}, fresh reads"),
