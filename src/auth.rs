@@ -2,6 +2,7 @@
 //! The interceptor puts the caller's [`Principal`] in the request
 //! extensions; handlers authorize against organizations with it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
 use uuid::Uuid;
 
+use crate::db::embedded;
 use crate::error::ApiError;
 
 /// Who is calling.
@@ -124,6 +126,38 @@ pub fn mint(secret: &[u8], user: Uuid, role: &str, ttl_secs: u64) -> anyhow::Res
         &claims,
         &EncodingKey::from_secret(secret),
     )?)
+}
+
+/// Where the HS256 secret comes from, for `serve` and `token` alike.
+pub struct SecretSource<'a> {
+    /// AFFINITY_JWT_SECRET (or --jwt-secret).
+    pub configured: Option<&'a str>,
+    /// With a DATABASE_URL the secret must be configured: it is the auth
+    /// provider's.
+    pub database_url: Option<&'a str>,
+    /// Otherwise (embedded mode) the secret kept in this data directory.
+    pub data_dir: PathBuf,
+}
+
+/// The JWT secret in effect: configured, else (embedded mode only) the one
+/// kept in the data directory, generated there on first use when
+/// `generate` (`serve`), else only read (`token`, which refuses when
+/// `serve` never ran).
+pub fn jwt_secret(source: &SecretSource<'_>, generate: bool) -> anyhow::Result<String> {
+    match (source.configured, source.database_url) {
+        (Some(s), _) if !s.is_empty() => Ok(s.to_string()),
+        (_, Some(_)) => anyhow::bail!(
+            "AFFINITY_JWT_SECRET (or --jwt-secret) is required when DATABASE_URL is set: \
+             the HS256 secret your auth provider signs tokens with"
+        ),
+        (_, None) if generate => embedded::jwt_secret(&source.data_dir),
+        (_, None) => embedded::read_jwt_secret(&source.data_dir)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no secret: set AFFINITY_JWT_SECRET, or start `affinity serve` once so that it generates {}",
+                embedded::secret_path(&source.data_dir).display()
+            )
+        }),
+    }
 }
 
 /// The principal the interceptor stored in a request.

@@ -194,6 +194,29 @@ pub struct Config {
     /// /metrics`), a port apart from gRPC. Unset: no metrics endpoint.
     #[arg(long, env = "AFFINITY_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Hand a connection that just ended a call cleanly straight to the next
+    /// call, without sqlx's checks on its way back to the pool and out again
+    /// (README "Performance switches").
+    #[arg(
+        long,
+        env = "AFFINITY_WARM_CONNECTIONS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub warm_connections: bool,
+
+    /// Send each response in one socket write: hold back HTTP/2's write of a
+    /// body chunk until the trailers after it (README "Performance switches").
+    #[arg(
+        long,
+        env = "AFFINITY_COALESCE_WRITES",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub coalesce_writes: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -226,6 +249,8 @@ impl std::fmt::Debug for Config {
             .field("tls_client_ca", &self.tls_client_ca)
             .field("plaintext", &self.plaintext)
             .field("metrics_addr", &self.metrics_addr)
+            .field("warm_connections", &self.warm_connections)
+            .field("coalesce_writes", &self.coalesce_writes)
             .finish_non_exhaustive()
     }
 }
@@ -289,6 +314,8 @@ impl Config {
             tls_client_ca: None,
             plaintext: false,
             metrics_addr: None,
+            warm_connections: true,
+            coalesce_writes: true,
         }
     }
 
@@ -430,6 +457,10 @@ pub struct TokenArgs {
     /// Data directory holding the generated secret.
     #[arg(long, env = "AFFINITY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// As for `serve`: when set, the secret must be configured (the
+    /// embedded service's generated one is not in use).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl std::fmt::Debug for TokenArgs {
@@ -443,6 +474,10 @@ impl std::fmt::Debug for TokenArgs {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
             .finish()
     }
 }

@@ -1,8 +1,10 @@
 //! One error type for the whole service, mapped to gRPC status codes in one
-//! place (the contract's error table). Messages say what to do; nothing
-//! internal (SQL, connection strings, stack traces) reaches the client.
+//! place (the contract's error table): the handlers' errors, the database's
+//! SQLSTATEs, and the refusals tonic makes before any handler runs. Messages
+//! say what to do; nothing internal (SQL, connection strings, stack traces)
+//! reaches the client.
 
-use tonic::{Code, Status};
+use tonic::{Code, Response, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,7 +39,35 @@ impl ApiError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         ApiError::InvalidArgument(msg.into())
     }
+
+    /// The database does not answer (the probe says so, or a call found out).
+    pub fn database_unavailable() -> Self {
+        ApiError::Unavailable(DATABASE_UNAVAILABLE.into())
+    }
+
+    /// The error of a write into tenant tables. Naming an organization that
+    /// does not exist fails on an `organization_id` foreign key: only
+    /// service_role gets that far (users are authorized as members first),
+    /// and it learns NOT_FOUND.
+    pub fn from_write(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            let on_organization = db
+                .constraint()
+                .is_some_and(|c| c.ends_with("organization_id_fkey"));
+            if db.code().as_deref() == Some("23503") && on_organization {
+                return ApiError::NotFound("the organization does not exist".into());
+            }
+        }
+        ApiError::from(e)
+    }
 }
+
+/// A handler's answer, converted to tonic's types once.
+pub fn respond<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+const DATABASE_UNAVAILABLE: &str = "the database is unavailable; retry shortly";
 
 /// SQLSTATEs raised by the schema's own functions and triggers.
 const LAST_OWNER: &str = "AF001";
@@ -65,7 +95,7 @@ impl From<ApiError> for Status {
 }
 
 fn database_status(err: &sqlx::Error) -> Status {
-    let unavailable = || Status::unavailable("the database is unavailable; retry shortly");
+    let unavailable = || Status::unavailable(DATABASE_UNAVAILABLE);
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -103,4 +133,61 @@ fn database_status(err: &sqlx::Error) -> Status {
             Status::internal("internal error; it has been logged")
         }
     }
+}
+
+/// A way tonic refuses a request before any handler runs, and what the
+/// contract says instead. Such refusals are trailers-only responses: the
+/// status is in the headers, its message percent-encoded.
+struct Refusal {
+    tonic_code: &'static str,
+    message_is: fn(&str) -> bool,
+    code: &'static str,
+    message: &'static str,
+}
+
+const REFUSALS: [Refusal; 2] = [
+    // Over the decoding limit: OUT_OF_RANGE; the contract says RESOURCE_EXHAUSTED.
+    Refusal {
+        tonic_code: "11",
+        message_is: |m| {
+            m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        },
+        code: "8",
+        message: "request%20message%20too%20large%20(AFFINITY_MAX_MESSAGE_BYTES)",
+    },
+    // Not valid protobuf (e.g. a metadata Struct nested past prost's
+    // recursion limit of 100): INTERNAL, but it is the client's fault:
+    // INVALID_ARGUMENT, without echoing the decoder's path.
+    Refusal {
+        tonic_code: "13",
+        message_is: |m| {
+            m.starts_with("failed%20to%20decode%20Protobuf%20message")
+                || m.starts_with("failed to decode Protobuf message")
+        },
+        code: "3",
+        message:
+            "request%20is%20not%20valid%20protobuf%20(or%20nested%20deeper%20than%20100%20levels)",
+    },
+];
+
+/// Rewrites tonic's own refusals ([`REFUSALS`]) into the contract's codes,
+/// in one look at the headers per response (a response layer of the
+/// server). `tests/tonic_refusals.rs` pins the wording it matches.
+pub fn refusals_in_contract_codes<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let headers = res.headers_mut();
+    let Some(status) = headers.get("grpc-status").and_then(|v| v.to_str().ok()) else {
+        return res;
+    };
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let rewrite = REFUSALS
+        .iter()
+        .find(|r| r.tonic_code == status && (r.message_is)(message));
+    if let Some(r) = rewrite {
+        headers.insert("grpc-status", http::HeaderValue::from_static(r.code));
+        headers.insert("grpc-message", http::HeaderValue::from_static(r.message));
+    }
+    res
 }

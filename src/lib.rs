@@ -1,20 +1,20 @@
 //! affinity: a gRPC service over a refactored PostgreSQL + pgvector schema.
 //!
-//! Layers point down: `server` wires `api` (the gRPC edge: auth, validation,
-//! mapping) over `store` (the SQL) over `db` (pool, migrations, cluster);
-//! `jobs` (scheduled maintenance) sits beside `api`, over `store`.
+//! Layers point down: `server` wires `transport` and `observability` around
+//! `api` (the gRPC edge: auth, validation, mapping), which reads through
+//! `caches` and `store` (the SQL) over `db` (pools, migrations, cluster);
+//! `jobs` (scheduled maintenance) sits beside `api`, over `store`;
+//! `commands` are the one-shot commands beside `server`. ARCHITECTURE.md
+//! follows a call through them.
 pub mod api;
 pub mod auth;
-pub mod changes;
-pub mod coalesce;
+pub mod caches;
+pub mod commands;
 pub mod config;
 pub mod db;
-pub mod deadline;
 pub mod error;
 pub mod jobs;
 pub mod legacy;
-pub mod membership;
-pub mod metrics_cache;
 pub mod observability;
 pub mod server;
 pub mod store;

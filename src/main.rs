@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use affinity::config::{Cli, Command, Config, LogFormat, TokenRole};
-use affinity::{auth, db, server};
+use affinity::config::{Cli, Command, LogFormat};
+use affinity::{commands, server};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -31,59 +31,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = affinity::transport::Listener::bind(&config.listen_addr).await?;
-    server::run(config, listener, server::shutdown_signal()).await
-}
-
-fn token(args: affinity::config::TokenArgs) -> anyhow::Result<()> {
-    let secret = match args.jwt_secret.filter(|s| !s.is_empty()) {
-        Some(s) => s,
-        None => {
-            let dir = args
-                .data_dir
-                .unwrap_or_else(affinity::config::default_data_dir);
-            let path = db::embedded::secret_path(&dir);
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_string())
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no secret: set AFFINITY_JWT_SECRET, or start `affinity serve` once so that it generates {}",
-                        path.display()
-                    )
-                })?
-        }
-    };
-    let role = match args.role {
-        TokenRole::Authenticated => auth::ROLE_AUTHENTICATED,
-        TokenRole::ServiceRole => auth::ROLE_SERVICE,
-    };
-    println!(
-        "{}",
-        auth::mint(secret.as_bytes(), args.user, role, args.ttl)?
-    );
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(config) => {
             init_logging(config.log_format);
-            serve(config).await
+            server::serve(config).await
         }
         Command::Migrate(args) => {
             init_logging(args.config.log_format);
             if args.rollback {
-                server::rollback_only(args.config).await
+                commands::rollback(args.config).await
             } else {
-                server::migrate_only(args.config).await
+                commands::migrate(args.config).await
             }
         }
         Command::Verify(config) => {
             init_logging(config.log_format);
-            match server::verify_only(config).await {
+            match commands::verify(config).await {
                 // Checks ran and one failed: exit 1, like an error.
                 Ok(false) => return ExitCode::FAILURE,
                 Ok(true) => Ok(()),
@@ -92,9 +58,9 @@ async fn main() -> ExitCode {
         }
         Command::Finalize(config) => {
             init_logging(config.log_format);
-            server::finalize_only(config).await
+            commands::finalize(config).await
         }
-        Command::Token(args) => token(args),
+        Command::Token(args) => commands::token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     deadline, limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp,
-    write_error, ApiState, MAX_IDEMPOTENCY_KEY,
+    ApiState, MAX_IDEMPOTENCY_KEY,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -310,7 +310,7 @@ impl AiContextService for AiContextApi {
         let mut db = self.state.db_until(deadline).await?;
         let (id, duplicate) = store::log_one(db.conn(), e, p.is_service())
             .await
-            .map_err(write_error)?;
+            .map_err(ApiError::from_write)?;
         db.finish().await?;
         Ok(Response::new(proto::LogAiContextResponse {
             id: id.to_string(),
@@ -373,7 +373,7 @@ impl AiContextService for AiContextApi {
             let mut db = self.state.db_until(deadline).await?;
             let stored = store::log_many(db.conn(), entries, &users)
                 .await
-                .map_err(write_error)?;
+                .map_err(ApiError::from_write)?;
             db.finish().await?;
             stored
         };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{principal, require_service, ApiState};
+use crate::caches::Follower as _;
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, maintenance_service_server::MaintenanceService};
 use crate::store::maintenance as store;

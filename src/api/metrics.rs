@@ -6,11 +6,12 @@ use chrono::{DateTime, Duration, Utc};
 use tonic::{Request, Response, Status};
 
 use super::{
-    entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, write_error,
-    ApiState, MAX_IDEMPOTENCY_KEY,
+    entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState,
+    MAX_IDEMPOTENCY_KEY,
 };
+use crate::caches::metrics::{Key as CacheKey, Lookup};
+use crate::caches::Follower as _;
 use crate::error::{ApiError, ApiResult};
-use crate::metrics_cache::{Key as CacheKey, Lookup};
 use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
 use crate::store::metrics::{self as store, Aggregation, Bucket, NewPoint};
 use crate::store::organizations::OrgRole;
@@ -168,7 +169,7 @@ impl MetricsService for MetricsApi {
         let mut db = self.state.db(&req).await?;
         let done = store::record(db.conn(), org, &points, key)
             .await
-            .map_err(write_error)?;
+            .map_err(ApiError::from_write)?;
         db.finish().await?;
         // This replica's next read sees the points, whatever the
         // announcement's delay.

@@ -16,15 +16,15 @@ use tonic::Request;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
+use crate::caches::{MembershipCache, MetricsCache};
 use crate::config::Config;
-use crate::db::pool::{CallConn, CountedPool, Reachability};
-use crate::deadline::Deadline;
+use crate::db::pool::{CallConn, CountedPool};
+use crate::db::reachability::Reachability;
 use crate::error::{ApiError, ApiResult};
-use crate::membership::MembershipCache;
-use crate::metrics_cache::MetricsCache;
 use crate::observability::CacheCounters;
 use crate::store::organizations::OrgRole;
 use crate::store::similarity::{self as similarity_store, IndexCast};
+use crate::transport::deadline::Deadline;
 
 /// What every handler shares. The pool is set once the database is reachable
 /// and migrated; until then calls get UNAVAILABLE (health says NOT_SERVING).
@@ -91,9 +91,7 @@ impl ApiState {
             ApiError::Unavailable("the service is starting: the database is not ready yet".into())
         })?;
         if !self.reachability.is_reachable() {
-            return Err(ApiError::Unavailable(
-                "the database is unavailable; retry shortly".into(),
-            ));
+            return Err(ApiError::database_unavailable());
         }
         Ok(pool)
     }
@@ -274,22 +272,6 @@ pub fn entity_ref(field: &str, e: Option<&crate::proto::EntityRef>) -> ApiResult
         entity_type(&format!("{field}.entity_type"), &e.entity_type)?,
         parse_uuid(&format!("{field}.entity_id"), &e.entity_id)?,
     ))
-}
-
-/// The error of a write into tenant tables. Naming an organization that does
-/// not exist fails on an `organization_id` foreign key: only service_role
-/// gets that far (users are authorized as members first), and it learns
-/// NOT_FOUND.
-pub fn write_error(e: sqlx::Error) -> ApiError {
-    if let sqlx::Error::Database(db) = &e {
-        let on_organization = db
-            .constraint()
-            .is_some_and(|c| c.ends_with("organization_id_fkey"));
-        if db.code().as_deref() == Some("23503") && on_organization {
-            return ApiError::NotFound("the organization does not exist".into());
-        }
-    }
-    ApiError::from(e)
 }
 
 /// An entity type: lower snake case, as the contract says.

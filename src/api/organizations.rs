@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{parse_uuid, principal, require_service, to_timestamp, ApiState};
 use crate::auth::Principal;
+use crate::caches::Follower as _;
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, organization_service_server::OrganizationService, Role};
 use crate::store::organizations::{self as store, OrgRole};

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     deadline, entity_ref, entity_type, limit, parse_uuid, principal, required_text, threshold,
-    write_error, ApiState,
+    ApiState,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, similarity_service_server::SimilarityService};
@@ -185,7 +185,7 @@ impl SimilarityService for SimilarityApi {
         let mut db = self.state.db_until(deadline).await?;
         let upserted = store::upsert(db.conn(), org, &records)
             .await
-            .map_err(write_error)?;
+            .map_err(ApiError::from_write)?;
         db.finish().await?;
         Ok(Response::new(proto::UpsertEmbeddingsResponse {
             upserted: upserted as u32,

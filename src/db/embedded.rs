@@ -55,15 +55,22 @@ impl EmbeddedDb {
     }
 }
 
+/// The JWT secret kept in the data directory, if there is one.
+pub fn read_jwt_secret(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = secret_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => Ok(Some(secret.trim().to_string()).filter(|s| !s.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// The JWT secret kept in the data directory, generated on first use (0600).
 pub fn jwt_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = secret_path(data_dir);
-    if let Ok(secret) = std::fs::read_to_string(&path) {
-        let secret = secret.trim().to_string();
-        if !secret.is_empty() {
-            return Ok(secret);
-        }
+    if let Some(secret) = read_jwt_secret(data_dir)? {
+        return Ok(secret);
     }
+    let path = secret_path(data_dir);
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut bytes = [0u8; 32];

@@ -1,8 +1,8 @@
 //! The bundled migrations (`migrations/`), embedded in the binary, and our
 //! own runner for them: every pending phase in ONE transaction (a failure
 //! anywhere leaves the database exactly as it was), logging each phase's
-//! duration and row counts as it goes; the rollback to the legacy schema;
-//! and the integrity verification and finalize steps.
+//! duration and row counts as it goes; the rollup zones and the finalize
+//! step. The way back is `super::rollback`.
 //!
 //! Bookkeeping stays sqlx's: the `_sqlx_migrations` table, its checksums and
 //! its advisory lock id are the ones `sqlx::migrate::Migrator` uses, so a
@@ -55,16 +55,9 @@ const PHASE_TABLES: &[(i64, &[&str])] = &[
     (20240101000006, &["metric_batch_keys"]),
 ];
 
-/// The last migration [`rollback`] knows how to undo. A new migration file
-/// must extend `rollback.sql` (and this constant) with what it creates.
-pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000008;
-
 /// Checks of the legacy data that the phases rely on, run in the migration's
 /// transaction before phase 01 (they raise naming the offending rows).
 const LEGACY_CHECKS: &str = include_str!("legacy_checks.sql");
-
-/// Undoes phases 01-05 on a legacy database (see [`rollback`]).
-const ROLLBACK_SQL: &str = include_str!("rollback.sql");
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
@@ -82,7 +75,7 @@ fn phase(m: &Migration) -> String {
 
 /// The message of a database error (a RAISE's text, or PostgreSQL's), with
 /// its detail and hint, without sqlx's prefix.
-fn db_message(e: &sqlx::Error) -> String {
+pub(super) fn db_message(e: &sqlx::Error) -> String {
     let Some(d) = e.as_database_error() else {
         return e.to_string();
     };
@@ -118,7 +111,7 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<usize> {
 /// Releases the lock taken by `conn.lock()`. A connection whose work failed
 /// or that cannot unlock is closed, not handed back to the pool (closing
 /// the session releases the lock too).
-async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bool) {
+pub(super) async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bool) {
     if let Err(e) = conn.unlock().await {
         tracing::warn!(error = %e, "releasing the migration advisory lock; closing the connection instead");
         conn.close_on_drop();
@@ -128,7 +121,9 @@ async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bo
 }
 
 /// (version, checksum, success) of the migrations the database records.
-async fn applied_migrations(conn: &mut PgConnection) -> anyhow::Result<Vec<(i64, Vec<u8>, bool)>> {
+pub(super) async fn applied_migrations(
+    conn: &mut PgConnection,
+) -> anyhow::Result<Vec<(i64, Vec<u8>, bool)>> {
     let exists: bool =
         sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
             .fetch_one(&mut *conn)
@@ -272,144 +267,41 @@ async fn row_counts(conn: &mut PgConnection, version: i64) -> anyhow::Result<Str
     Ok(out.join(" "))
 }
 
-/// What [`rollback`] did.
-#[derive(Debug)]
-pub struct RolledBack {
-    /// The migrations that were undone.
-    pub migrations: usize,
+/// What `serve` and `affinity migrate` do: [`run`], then
+/// [`add_rollup_zones`]. Returns how many migrations the database records
+/// as applied (None when that count could not be read).
+pub async fn apply(pool: &PgPool, rollup_zones: &[String]) -> anyhow::Result<Option<i64>> {
+    run(pool).await.context("migrating the database")?;
+    let recorded = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await;
+    if let Err(e) = &recorded {
+        tracing::warn!(error = %e, "counting the applied migrations for the metrics");
+    }
+    add_rollup_zones(pool, rollup_zones).await?;
+    Ok(recorded.ok())
 }
 
-/// Returns a migrated legacy database to the legacy schema, in one
-/// transaction: the *_backup tables renamed back, the archived legacy tables
-/// moved back to `public`, the column the migrations added to user_profiles
-/// dropped, every object the migrations created dropped, and
-/// `_sqlx_migrations` dropped. Refused (changing nothing) when
-/// finalize_migration_cleanup() has dropped the backups, when the schema was
-/// built on an empty database (there is no legacy state), or when the
-/// database has migrations this rollback does not know.
-pub async fn rollback(pool: &PgPool) -> anyhow::Result<RolledBack> {
-    let mut conn = pool.acquire().await.context("connecting to roll back")?;
-    // The migrations' lock: no replica migrates meanwhile.
-    conn.lock()
-        .await
-        .context("taking the migration advisory lock")?;
-    let result = rollback_locked(&mut conn).await;
-    unlock(conn, result.is_err()).await;
-    result
-}
-
-async fn rollback_locked(conn: &mut PgConnection) -> anyhow::Result<RolledBack> {
-    let mut tx = conn.begin().await?;
-    let applied = applied_migrations(&mut tx).await?;
-    if applied.is_empty() {
-        anyhow::bail!("rollback refused: no migration was applied to this database");
-    }
-    let unknown: Vec<String> = applied
-        .iter()
-        .filter(|(v, ..)| *v > ROLLBACK_KNOWS_UP_TO)
-        .map(|(v, ..)| v.to_string())
-        .collect();
-    if !unknown.is_empty() {
-        anyhow::bail!(
-            "rollback refused: it does not know how to undo migration(s) {}",
-            unknown.join(", ")
-        );
-    }
-    let has_events: bool =
-        sqlx::query_scalar("SELECT to_regclass('public.migration_events') IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await?;
-    let finalized: Option<String> = if has_events {
-        sqlx::query_scalar("SELECT at::text FROM migration_events WHERE event = 'finalized'")
-            .fetch_optional(&mut *tx)
-            .await?
-    } else {
-        None
-    };
-    if let Some(at) = finalized {
-        anyhow::bail!(
-            "rollback refused: finalize_migration_cleanup() dropped the legacy backups at {at}; \
-             there is no legacy state left to return to"
-        );
-    }
-    let has_snapshot: bool =
-        sqlx::query_scalar("SELECT to_regclass('public.migration_legacy_snapshot') IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await?;
-    let legacy = has_snapshot
-        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM migration_legacy_snapshot)")
-            .fetch_one(&mut *tx)
-            .await?;
-    if !legacy {
-        anyhow::bail!(
-            "rollback refused: the schema was built on an empty database (no legacy data was \
-             migrated), so there is no legacy state to return to"
-        );
-    }
-    let legacy_posts: bool = sqlx::query_scalar(
-        "SELECT to_regclass('public.posts_backup') IS NOT NULL OR to_regclass('public.posts') IS NOT NULL",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if !legacy_posts {
-        anyhow::bail!("rollback refused: neither posts_backup nor posts exists any more");
-    }
-    tracing::info!(
-        migrations = applied.len(),
-        "rolling back to the legacy schema"
-    );
-    tx.execute(ROLLBACK_SQL)
-        .await
-        .map_err(|e| anyhow::anyhow!("rollback failed, nothing was changed: {}", db_message(&e)))?;
-    tx.commit().await.context("committing the rollback")?;
-    Ok(RolledBack {
-        migrations: applied.len(),
-    })
-}
-
-/// One row of verify_migration_integrity().
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Check {
-    pub check_name: String,
-    pub passed: bool,
-    pub details: String,
-}
-
-/// verify_migration_integrity(), every check.
-pub async fn verify(pool: &PgPool) -> anyhow::Result<Vec<Check>> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regproc('public.verify_migration_integrity') IS NOT NULL")
+/// Makes sure each zone has daily metric rollups (the schema's
+/// `add_metric_rollup_zone`; a new zone's are built from every point, which
+/// takes a while on a large table).
+pub async fn add_rollup_zones(pool: &PgPool, zones: &[String]) -> anyhow::Result<()> {
+    for zone in zones.iter().map(|z| z.trim()).filter(|z| !z.is_empty()) {
+        let started = Instant::now();
+        let added: bool = sqlx::query_scalar("SELECT add_metric_rollup_zone($1)")
+            .bind(zone)
             .fetch_one(pool)
-            .await?;
-    if !exists {
-        anyhow::bail!(
-            "the database is not migrated (no verify_migration_integrity()): run `affinity migrate` first"
-        );
+            .await
+            .with_context(|| format!("adding metric rollups for the time zone {zone:?}"))?;
+        if added {
+            tracing::info!(
+                zone,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "built daily metric rollups for a new time zone"
+            );
+        }
     }
-    Ok(sqlx::query_as(
-        "SELECT check_name, passed, coalesce(details, '') AS details FROM verify_migration_integrity()",
-    )
-    .fetch_all(pool)
-    .await?)
-}
-
-/// The checks as a table for a terminal: check, passed, detail.
-pub fn format_checks(checks: &[Check]) -> String {
-    let width = checks
-        .iter()
-        .map(|c| c.check_name.len())
-        .max()
-        .unwrap_or(0)
-        .max("CHECK".len());
-    let mut out = format!("{:width$}  {:6}  DETAIL\n", "CHECK", "PASSED");
-    for c in checks {
-        let passed = if c.passed { "yes" } else { "NO" };
-        out.push_str(&format!(
-            "{:width$}  {:6}  {}\n",
-            c.check_name, passed, c.details
-        ));
-    }
-    out
+    Ok(())
 }
 
 /// finalize_migration_cleanup(): drops the *_backup tables. The function

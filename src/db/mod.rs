@@ -1,5 +1,12 @@
-//! The database: the private PostgreSQL cluster, the pool and the migrations.
+//! The database: the private PostgreSQL cluster, the pools, the probe of
+//! its reachability, and the migrations.
 pub mod cluster;
+mod database;
 pub mod embedded;
 pub mod migrate;
 pub mod pool;
+pub mod reachability;
+pub mod rollback;
+mod warm;
+
+pub use database::Database;

@@ -140,15 +140,6 @@ pub async fn ensure_partitions(
     Ok(true)
 }
 
-/// Keeps daily rollups for `zone` (schema's `add_metric_rollup_zone`);
-/// false when it had them already.
-pub async fn add_rollup_zone<'e>(db: impl PgExecutor<'e>, zone: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT add_metric_rollup_zone($1)")
-        .bind(zone)
-        .fetch_one(db)
-        .await
-}
-
 /// One bucket of `get_metrics_aggregated`.
 #[derive(Debug, Clone)]
 pub struct Bucket {

@@ -30,6 +30,9 @@ const KEPT_CAPACITY: usize = 64 * 1024;
 
 pub struct CoalescedWrites<T> {
     io: T,
+    /// Off (`AFFINITY_COALESCE_WRITES=false`): every call goes straight to
+    /// the socket.
+    enabled: bool,
     /// Bytes handed over by the caller and not yet on the socket.
     held: Vec<u8>,
     /// How much of `held` the socket has taken.
@@ -42,9 +45,11 @@ pub struct CoalescedWrites<T> {
 }
 
 impl<T> CoalescedWrites<T> {
-    pub fn new(io: T) -> Self {
+    /// `io` whose writes are coalesced when `enabled`, else passed through.
+    pub fn new(io: T, enabled: bool) -> Self {
         CoalescedWrites {
             io,
+            enabled,
             held: Vec::new(),
             written: 0,
             chunked: false,
@@ -127,6 +132,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if !self.enabled {
+            return Pin::new(&mut self.io).poll_write(cx, buf);
+        }
         self.hold(cx, &[IoSlice::new(buf)])
     }
 
@@ -135,11 +143,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if !self.enabled {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        }
         self.hold(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.enabled || self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -248,7 +259,7 @@ mod tests {
         fn new(socket: Socket) -> Self {
             let wakes = Arc::new(Wakes::default());
             Harness {
-                conn: CoalescedWrites::new(socket),
+                conn: CoalescedWrites::new(socket, true),
                 waker: Waker::from(wakes.clone()),
                 wakes,
             }

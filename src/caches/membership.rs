@@ -5,7 +5,7 @@
 //! (the `organization_members_notify` trigger sends '<org>:<user>' on the
 //! `affinity_membership` channel at commit, whichever replica or tool wrote
 //! it), so a revocation reaches every replica within milliseconds. The cache
-//! is used only while this replica is listening (`crate::changes`): before
+//! is used only while this replica is listening (`super::follow`): before
 //! the first LISTEN and while the connection is re-established, every lookup
 //! goes to the database, and the cache is emptied (notifications may have
 //! been missed).
@@ -18,7 +18,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::{uuid_pair, Follower, Following};
+use super::follow::{Follower, Following};
 use crate::db::pool::CountedPool;
 use crate::observability::CacheCounters;
 use crate::store::organizations::{self as store, OrgRole};
@@ -133,18 +133,6 @@ impl MembershipCache {
             self.inner.roles.insert((org, user), role);
         }
     }
-
-    /// Drops one membership (after a change this replica committed).
-    pub fn invalidate(&self, org: Uuid, user: Uuid) {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        self.inner.roles.invalidate(&(org, user));
-    }
-
-    /// Drops everything (notifications may have been missed).
-    pub fn clear(&self) {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        self.inner.roles.invalidate_all();
-    }
 }
 
 impl Follower for MembershipCache {
@@ -152,14 +140,19 @@ impl Follower for MembershipCache {
         CHANNEL
     }
 
-    fn announced(&self, payload: &str) {
-        match uuid_pair(payload) {
-            Some((org, user)) => self.invalidate(org, user),
-            None => self.clear(),
-        }
+    /// Drops one membership (after a change this replica committed, or one
+    /// announced).
+    fn invalidate(&self, org: Uuid, user: Uuid) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.roles.invalidate(&(org, user));
     }
 
-    fn set_following(&self, following: bool) {
-        self.inner.listening.set(following, || self.clear());
+    fn clear(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.roles.invalidate_all();
+    }
+
+    fn following(&self) -> &Following {
+        &self.inner.listening
     }
 }

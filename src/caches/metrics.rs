@@ -9,7 +9,7 @@
 //! its entity's counter, and an answer is served only while the counters it
 //! was read under are unchanged, so an answer read before a change is never
 //! served after that change's announcement, even if it arrives mid-query.
-//! Off while announcements are not being received (`crate::changes`).
+//! Off while announcements are not being received (`super::follow`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use crate::changes::{uuid_pair, Follower, Following};
+use super::follow::{Follower, Following};
 use crate::observability::CacheCounters;
 use crate::store::metrics::Bucket;
 
@@ -141,20 +141,6 @@ impl MetricsCache {
         }
     }
 
-    /// Drops the answers about one entity's points (after a change this
-    /// replica committed, or one announced).
-    pub fn invalidate(&self, org: Uuid, entity_id: Uuid) {
-        self.inner.generations[stripe(org, entity_id)].fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Drops every answer.
-    pub fn clear(&self) {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some(answers) = &self.inner.answers {
-            answers.invalidate_all();
-        }
-    }
-
     fn stamp(&self, org: Uuid, entity_id: Uuid) -> Stamp {
         Stamp {
             epoch: self.inner.epoch.load(Ordering::Acquire),
@@ -168,15 +154,21 @@ impl Follower for MetricsCache {
         CHANNEL
     }
 
-    fn announced(&self, payload: &str) {
-        match uuid_pair(payload) {
-            Some((org, entity)) => self.invalidate(org, entity),
-            None => self.clear(),
+    /// Drops the answers about one entity's points (after a change this
+    /// replica committed, or one announced).
+    fn invalidate(&self, org: Uuid, entity_id: Uuid) {
+        self.inner.generations[stripe(org, entity_id)].fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn clear(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(answers) = &self.inner.answers {
+            answers.invalidate_all();
         }
     }
 
-    fn set_following(&self, following: bool) {
-        self.inner.following.set(following, || self.clear());
+    fn following(&self) -> &Following {
+        &self.inner.following
     }
 }
 
@@ -199,6 +191,7 @@ fn weight(k: &Key, e: &Entry) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caches::follow::{announced, set_following};
     use chrono::TimeZone;
 
     fn key(org: Uuid, entity: Uuid) -> Key {
@@ -228,7 +221,7 @@ mod tests {
 
     fn following() -> MetricsCache {
         let c = MetricsCache::new(1 << 20, CacheCounters::default());
-        c.set_following(true);
+        set_following(&c, true);
         c
     }
 
@@ -254,7 +247,7 @@ mod tests {
         fill(&c, &k, 1.0);
         fill(&c, &k_other, 2.0);
         assert_eq!(hit_sum(&c, &k), Some(1.0));
-        c.announced(&format!("{org}:{post}"));
+        announced(&c, &format!("{org}:{post}"));
         assert_eq!(hit_sum(&c, &k), None);
         // Another entity's answer stays (unless it shares the counter).
         if stripe(org, other) != stripe(org, post) {
@@ -281,10 +274,10 @@ mod tests {
         let c = following();
         let k = key(Uuid::new_v4(), Uuid::new_v4());
         fill(&c, &k, 1.0);
-        c.set_following(false);
+        set_following(&c, false);
         assert!(matches!(c.get(&k, false), Lookup::Bypass));
         // Following again starts empty: announcements may have been missed.
-        c.set_following(true);
+        set_following(&c, true);
         assert_eq!(hit_sum(&c, &k), None);
     }
 
@@ -294,7 +287,7 @@ mod tests {
         let k = key(Uuid::new_v4(), Uuid::new_v4());
         for payload in ["*", "not an entity"] {
             fill(&c, &k, 1.0);
-            c.announced(payload);
+            announced(&c, payload);
             assert_eq!(hit_sum(&c, &k), None, "after {payload:?}");
         }
     }
@@ -314,7 +307,7 @@ mod tests {
     #[test]
     fn a_cache_of_zero_bytes_is_off() {
         let c = MetricsCache::new(0, CacheCounters::default());
-        c.set_following(true);
+        set_following(&c, true);
         assert!(matches!(
             c.get(&key(Uuid::new_v4(), Uuid::new_v4()), false),
             Lookup::Bypass

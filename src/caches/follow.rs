@@ -15,15 +15,17 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// A cache kept fresh by one channel's announcements.
+/// A cache kept fresh by one channel's announcements, each of which names
+/// an '<organization>:<item>' pair, or anything else for "everything".
 pub trait Follower: Send + Sync {
     /// The channel its changes are announced on.
     fn channel(&self) -> &'static str;
-    /// One announcement's payload.
-    fn announced(&self, payload: &str);
-    /// Announcements are being received (true) or may be missed (false).
-    /// Either way, what the cache holds can no longer be trusted.
-    fn set_following(&self, following: bool);
+    /// Drops what the cache holds about one item of an organization.
+    fn invalidate(&self, org: Uuid, id: Uuid);
+    /// Drops everything.
+    fn clear(&self);
+    /// Whether the cache may be used now.
+    fn following(&self) -> &Following;
 }
 
 /// Whether a follower's cache may be used: only while its announcements
@@ -35,22 +37,31 @@ impl Following {
     pub fn is_on(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+}
 
-    /// Turns it on or off; `clear` empties the cache before it is used
-    /// again, and once it no longer is.
-    pub fn set(&self, on: bool, clear: impl FnOnce()) {
-        if on {
-            clear();
-            self.0.store(true, Ordering::Release);
-        } else {
-            self.0.store(false, Ordering::Release);
-            clear();
-        }
+/// Announcements are being received (`on`) or may be missed. Either way,
+/// what the cache holds can no longer be trusted: it is emptied before it
+/// is used again, and once it no longer is.
+pub(crate) fn set_following(f: &dyn Follower, on: bool) {
+    if on {
+        f.clear();
+        f.following().0.store(true, Ordering::Release);
+    } else {
+        f.following().0.store(false, Ordering::Release);
+        f.clear();
     }
 }
 
-/// The payload '<uuid>:<uuid>' both caches' triggers send.
-pub fn uuid_pair(payload: &str) -> Option<(Uuid, Uuid)> {
+/// One announcement's payload: '<uuid>:<uuid>' drops one pair, anything
+/// else (the '*' of a large statement) everything.
+pub(crate) fn announced(f: &dyn Follower, payload: &str) {
+    match uuid_pair(payload) {
+        Some((org, id)) => f.invalidate(org, id),
+        None => f.clear(),
+    }
+}
+
+fn uuid_pair(payload: &str) -> Option<(Uuid, Uuid)> {
     let (a, b) = payload.split_once(':')?;
     Some((Uuid::parse_str(a).ok()?, Uuid::parse_str(b).ok()?))
 }
@@ -74,7 +85,7 @@ pub async fn follow(
             }
         }
         for f in &followers {
-            f.set_following(false);
+            set_following(f.as_ref(), false);
         }
     }
 }
@@ -89,7 +100,7 @@ async fn follow_once(
     let channels: Vec<&str> = followers.iter().map(|f| f.channel()).collect();
     listener.listen_all(channels).await?;
     for f in followers {
-        f.set_following(true);
+        set_following(f.as_ref(), true);
     }
     if let Some(tx) = ready.take() {
         let _ = tx.send(());
@@ -101,7 +112,7 @@ async fn follow_once(
             return Ok(());
         };
         if let Some(f) = followers.iter().find(|f| f.channel() == n.channel()) {
-            f.announced(n.payload());
+            announced(f.as_ref(), n.payload());
         }
     }
 }

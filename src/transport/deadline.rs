@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::body::Body;
 
-use crate::db::pool::Reachability;
+use crate::db::reachability::Reachability;
+use crate::error::ApiError;
 
 /// When the call's client stops waiting (a request extension).
 #[derive(Debug, Clone, Copy)]
@@ -106,15 +107,14 @@ where
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, call).await {
                 Ok(res) => res,
-                Err(_) if !database.is_reachable() => Ok(tonic::Status::unavailable(
-                    "the database is unavailable; retry shortly",
-                )
-                .into_http()),
+                Err(_) if !database.is_reachable() => {
+                    Ok(tonic::Status::from(ApiError::database_unavailable()).into_http())
+                }
                 // Dropping the call rolls its transaction back; its statement
                 // was already bounded by the same deadline.
-                Err(_) => Ok(tonic::Status::deadline_exceeded(
-                    "the deadline passed before the call finished",
-                )
+                Err(_) => Ok(tonic::Status::from(ApiError::DeadlineExceeded(
+                    "the deadline passed before the call finished".into(),
+                ))
                 .into_http()),
             }
         })

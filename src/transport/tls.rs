@@ -1,95 +1,17 @@
 //! How the gRPC server speaks: TLS (rustls) when given a certificate and key,
 //! with mutual TLS when given a client CA; plaintext only when asked for, or
 //! on a loopback address or a Unix socket (reachable from this machine
-//! only). And where it listens: TCP, or a Unix domain socket.
+//! only).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, UnixListener};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::{Config, ListenAddr};
-
-/// A bound gRPC socket.
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix {
-        listener: UnixListener,
-        file: SocketFile,
-    },
-}
-
-/// The file of a bound Unix socket. Dropped when the server stops, it
-/// removes the file, so that clients find no stale one; unless the file is
-/// no longer the one bound here (another server replaced it meanwhile).
-pub struct SocketFile {
-    path: PathBuf,
-    inode: Option<u64>,
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| Some(m.ino()) == self.inode) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-impl From<TcpListener> for Listener {
-    fn from(l: TcpListener) -> Self {
-        Listener::Tcp(l)
-    }
-}
-
-impl Listener {
-    /// Binds `addr`. A Unix socket file that no server answers on (left by
-    /// one that is gone) is replaced; one that a live server answers on, or
-    /// a file that is not a socket, is refused.
-    pub async fn bind(addr: &ListenAddr) -> anyhow::Result<Listener> {
-        match addr {
-            ListenAddr::Tcp(a) => TcpListener::bind(a)
-                .await
-                .map(Listener::Tcp)
-                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}")),
-            ListenAddr::Unix(path) => {
-                use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                let socket_there =
-                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-                if socket_there {
-                    if tokio::net::UnixStream::connect(path).await.is_ok() {
-                        bail!("cannot listen on {addr}: a server is already listening there");
-                    }
-                    std::fs::remove_file(path).with_context(|| {
-                        format!("cannot listen on {addr}: removing the stale socket file")
-                    })?;
-                }
-                let listener = UnixListener::bind(path)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-                let inode = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
-                Ok(Listener::Unix {
-                    listener,
-                    file: SocketFile {
-                        path: path.clone(),
-                        inode,
-                    },
-                })
-            }
-        }
-    }
-
-    /// What is listened on (the port a `:0` address was given included).
-    pub fn addr(&self) -> std::io::Result<ListenAddr> {
-        Ok(match self {
-            Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr()?),
-            Listener::Unix { file, .. } => ListenAddr::Unix(file.path.clone()),
-        })
-    }
-}
 
 /// A TLS handshake that takes longer than this is dropped (it would
 /// otherwise hold a connection slot forever).

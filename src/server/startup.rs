@@ -1,0 +1,101 @@
+//! Startup, once the server answers health: the database (embedded or
+//! DATABASE_URL), its migrations, the calls' pool; then what runs beside
+//! the calls: the maintenance jobs, the caches' change follower, the probe
+//! of the database's reachability.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::shutdown::AbortOnDrop;
+use crate::api::ApiState;
+use crate::caches::follow::{self, Follower};
+use crate::config::Config;
+use crate::db::pool::CountedPool;
+use crate::db::{migrate, Database};
+use crate::observability::{Metrics, PoolStats};
+
+/// How long SERVING waits for the change follower's first LISTEN.
+const FOLLOW_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the database into `database` (kept there so that it is stopped
+/// however startup ends), migrates it on a pool of its own, then opens the
+/// calls' pool and hands it to the handlers and the metrics.
+pub(super) async fn prepare(
+    config: &Config,
+    state: &ApiState,
+    metrics: &Metrics,
+    database: &mut Option<Database>,
+) -> anyhow::Result<CountedPool> {
+    let db = database.insert(Database::open(config).await?);
+    let admin = db.admin_pool().await?;
+    tracing::info!("connected; running migrations");
+    let migrated = migrate::apply(&admin, &config.metric_rollup_zones).await;
+    admin.close().await;
+    if let Some(recorded) = migrated? {
+        metrics.set_migrations_applied(recorded);
+    }
+    let pool = CountedPool::new(
+        db.calls_pool(config).await?,
+        state.reachability.clone(),
+        config.warm_connections,
+    );
+    state.set_ready(pool.clone()).await?;
+    let sampled = pool.clone();
+    metrics.set_pool(config.db_max_connections, move || PoolStats {
+        idle: count(sampled.idle()),
+        in_use: count(sampled.in_use()),
+        waiting: sampled.waiting(),
+    });
+    Ok(pool)
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// What runs beside the calls; stopped when dropped.
+pub(super) struct Background {
+    _jobs: JoinSet<()>,
+    _changes: AbortOnDrop,
+    _probe: AbortOnDrop,
+}
+
+/// Starts the jobs (partitions ahead now, then the schedules), the change
+/// follower of both caches, waiting a while for its first LISTEN (until
+/// then, and whenever that connection drops, the caches are off), and the
+/// probe.
+pub(super) async fn background(
+    config: &Config,
+    state: &ApiState,
+    metrics: &Arc<Metrics>,
+    pool: &CountedPool,
+) -> Background {
+    let jobs = crate::jobs::spawn(config, pool.pool().clone(), metrics.clone());
+    let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
+    let followers: Vec<Arc<dyn Follower>> = vec![
+        Arc::new(state.membership.clone()),
+        Arc::new(state.metrics_cache.clone()),
+    ];
+    let changes = AbortOnDrop(tokio::spawn(follow::follow(
+        pool.pool().clone(),
+        followers,
+        subscribed,
+    )));
+    if tokio::time::timeout(FOLLOW_WAIT, is_subscribed)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "not yet following membership and metric changes; permission checks and metric aggregations go to the database"
+        );
+    }
+    let options = (*pool.pool().connect_options()).clone();
+    let probe = AbortOnDrop(tokio::spawn(state.reachability.clone().probe(options)));
+    Background {
+        _jobs: jobs,
+        _changes: changes,
+        _probe: probe,
+    }
+}
