@@ -31,6 +31,16 @@ pub enum ApiError {
     Internal(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// What tonic said reading a client's stream (a message that does not
+    /// decode, a cancelled call): passed on as it is.
+    #[error("{}", .0.message())]
+    Stream(Box<Status>),
+}
+
+impl From<Status> for ApiError {
+    fn from(status: Status) -> Self {
+        ApiError::Stream(Box::new(status))
+    }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -90,6 +100,7 @@ impl From<ApiError> for Status {
                 Status::internal("internal error; it has been logged")
             }
             ApiError::Database(e) => database_status(&e),
+            ApiError::Stream(status) => *status,
         }
     }
 }

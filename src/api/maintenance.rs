@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::{principal, require_service, ApiState};
 use crate::caches::Follower as _;
@@ -46,18 +46,17 @@ fn retention_days(requested: u32, configured: u32) -> ApiResult<i32> {
     i32::try_from(days).map_err(|_| ApiError::invalid(format!("{days} days is too large")))
 }
 
-#[tonic::async_trait]
-impl MaintenanceService for MaintenanceApi {
+/// The calls, each in the crate's result type (`grpc_handlers!` converts
+/// to tonic's once).
+impl MaintenanceApi {
     async fn verify_migration_integrity(
         &self,
         req: Request<proto::VerifyMigrationIntegrityRequest>,
-    ) -> Result<Response<proto::VerifyMigrationIntegrityResponse>, Status> {
+    ) -> ApiResult<proto::VerifyMigrationIntegrityResponse> {
         let p = principal(&req)?;
         require_service(&p, "VerifyMigrationIntegrity")?;
         let mut db = self.state.db(&req).await?;
-        let rows = store::verify_migration_integrity(db.conn())
-            .await
-            .map_err(ApiError::from)?;
+        let rows = store::verify_migration_integrity(db.conn()).await?;
         db.finish().await?;
         let all_passed = rows.iter().all(|c| c.passed);
         let failed: Vec<&str> = rows
@@ -76,16 +75,13 @@ impl MaintenanceService for MaintenanceApi {
                 details: c.details,
             })
             .collect();
-        Ok(Response::new(proto::VerifyMigrationIntegrityResponse {
-            checks,
-            all_passed,
-        }))
+        Ok(proto::VerifyMigrationIntegrityResponse { checks, all_passed })
     }
 
     async fn archive_old_metrics(
         &self,
         req: Request<proto::ArchiveOldMetricsRequest>,
-    ) -> Result<Response<proto::ArchiveOldMetricsResponse>, Status> {
+    ) -> ApiResult<proto::ArchiveOldMetricsResponse> {
         let p = principal(&req)?;
         require_service(&p, "ArchiveOldMetrics")?;
         let days = retention_days(
@@ -95,8 +91,7 @@ impl MaintenanceService for MaintenanceApi {
         let mut db = self.state.db(&req).await?;
         // Waits for a scheduled run in progress (then finds less to move).
         let archived = store::archive_old_metrics(db.conn(), days, store::IfBusy::Wait)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .unwrap_or_default();
         db.finish().await?;
         if archived > 0 {
@@ -108,6 +103,13 @@ impl MaintenanceService for MaintenanceApi {
             retention_days = days,
             "archived old metric points"
         );
-        Ok(Response::new(proto::ArchiveOldMetricsResponse { archived }))
+        Ok(proto::ArchiveOldMetricsResponse { archived })
+    }
+}
+
+grpc_handlers! {
+    MaintenanceService for MaintenanceApi {
+        verify_migration_integrity(proto::VerifyMigrationIntegrityRequest) -> proto::VerifyMigrationIntegrityResponse;
+        archive_old_metrics(proto::ArchiveOldMetricsRequest) -> proto::ArchiveOldMetricsResponse;
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::{
     entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState,
@@ -128,17 +128,20 @@ fn partition_span(
     })
 }
 
-#[tonic::async_trait]
-impl MetricsService for MetricsApi {
+/// The calls, each in the crate's result type (`grpc_handlers!` converts
+/// to tonic's once).
+impl MetricsApi {
     async fn record_metrics(
         &self,
         req: Request<proto::RecordMetricsRequest>,
-    ) -> Result<Response<proto::RecordMetricsResponse>, Status> {
+    ) -> ApiResult<proto::RecordMetricsResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         if r.points.is_empty() {
-            return Err(ApiError::invalid("points is empty: send at least one point").into());
+            return Err(ApiError::invalid(
+                "points is empty: send at least one point",
+            ));
         }
         self.state.check_batch("points", r.points.len())?;
         let key = (!r.idempotency_key.is_empty())
@@ -184,16 +187,16 @@ impl MetricsService for MetricsApi {
         };
         let recorded = u32::try_from(recorded)
             .map_err(|_| ApiError::Internal(format!("{recorded} points recorded")))?;
-        Ok(Response::new(proto::RecordMetricsResponse {
+        Ok(proto::RecordMetricsResponse {
             recorded,
             duplicate: done.duplicate,
-        }))
+        })
     }
 
     async fn get_metrics_aggregated(
         &self,
         req: Request<proto::GetMetricsAggregatedRequest>,
-    ) -> Result<Response<proto::GetMetricsAggregatedResponse>, Status> {
+    ) -> ApiResult<proto::GetMetricsAggregatedResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -211,7 +214,9 @@ impl MetricsService for MetricsApi {
             None => end - Duration::days(DEFAULT_SPAN_DAYS),
         };
         if start > end {
-            return Err(ApiError::invalid(format!("start ({start}) is after end ({end})")).into());
+            return Err(ApiError::invalid(format!(
+                "start ({start}) is after end ({end})"
+            )));
         }
         // An open-ended range (`end` unset: now) is asked once: not cached.
         let key = r.end.is_some().then(|| CacheKey {
@@ -246,8 +251,7 @@ impl MetricsService for MetricsApi {
                         time_zone,
                     },
                 )
-                .await
-                .map_err(ApiError::from)?
+                .await?
                 .into();
                 db.finish().await?;
                 if let (Lookup::Miss(stamp), Some(key)) = (lookup, key) {
@@ -269,8 +273,13 @@ impl MetricsService for MetricsApi {
                 last: b.last,
             })
             .collect();
-        Ok(Response::new(proto::GetMetricsAggregatedResponse {
-            buckets,
-        }))
+        Ok(proto::GetMetricsAggregatedResponse { buckets })
+    }
+}
+
+grpc_handlers! {
+    MetricsService for MetricsApi {
+        record_metrics(proto::RecordMetricsRequest) -> proto::RecordMetricsResponse;
+        get_metrics_aggregated(proto::GetMetricsAggregatedRequest) -> proto::GetMetricsAggregatedResponse;
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 use super::{parse_uuid, principal, require_service, to_timestamp, ApiState};
@@ -102,12 +102,13 @@ fn valid_slug(slug: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-#[tonic::async_trait]
-impl OrganizationService for OrganizationsApi {
+/// The calls, each in the crate's result type (`grpc_handlers!` converts
+/// to tonic's once).
+impl OrganizationsApi {
     async fn user_has_org_permission(
         &self,
         req: Request<proto::UserHasOrgPermissionRequest>,
-    ) -> Result<Response<proto::UserHasOrgPermissionResponse>, Status> {
+    ) -> ApiResult<proto::UserHasOrgPermissionResponse> {
         let p = principal(&req)?;
         let check = parse_check(req.get_ref(), "")?;
         about_self_or_service(&p, check.user, "asking about another user")?;
@@ -116,23 +117,21 @@ impl OrganizationService for OrganizationsApi {
             .state
             .membership
             .role(self.state.pool()?, check.org, check.user)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(answer(check.required, held)))
+            .await?;
+        Ok(answer(check.required, held))
     }
 
     async fn check_permissions(
         &self,
         req: Request<proto::CheckPermissionsRequest>,
-    ) -> Result<Response<proto::CheckPermissionsResponse>, Status> {
+    ) -> ApiResult<proto::CheckPermissionsResponse> {
         let p = principal(&req)?;
         let checks = &req.get_ref().checks;
         if checks.len() > MAX_CHECKS {
             return Err(ApiError::invalid(format!(
                 "{} checks; at most {MAX_CHECKS} per call",
                 checks.len()
-            ))
-            .into());
+            )));
         }
         let parsed = checks
             .iter()
@@ -147,30 +146,29 @@ impl OrganizationService for OrganizationsApi {
             .state
             .membership
             .roles(self.state.pool()?, &pairs)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let results = parsed
             .iter()
             .zip(held)
             .map(|(c, h)| answer(c.required, h))
             .collect();
-        Ok(Response::new(proto::CheckPermissionsResponse { results }))
+        Ok(proto::CheckPermissionsResponse { results })
     }
 
     async fn create_organization(
         &self,
         req: Request<proto::CreateOrganizationRequest>,
-    ) -> Result<Response<proto::Organization>, Status> {
+    ) -> ApiResult<proto::Organization> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let name = r.name.trim();
         if name.is_empty() || name.len() > 200 || name.contains('\0') {
-            return Err(ApiError::invalid("name is required (at most 200 bytes)").into());
+            return Err(ApiError::invalid("name is required (at most 200 bytes)"));
         }
         if !valid_slug(&r.slug) {
-            return Err(
-                ApiError::invalid("slug must be 1 to 100 characters of a-z, 0-9 and -").into(),
-            );
+            return Err(ApiError::invalid(
+                "slug must be 1 to 100 characters of a-z, 0-9 and -",
+            ));
         }
         // A user creates organizations for themselves; empty owner means the caller.
         let owner = if r.owner_user_id.is_empty() && !p.is_service() {
@@ -181,26 +179,23 @@ impl OrganizationService for OrganizationsApi {
         about_self_or_service(&p, owner, "creating an organization owned by another user")?;
         let mut db = self.state.db(&req).await?;
         let org = store::create(db.conn(), name, &r.slug, owner)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(|| ApiError::AlreadyExists(format!("the slug {:?} is taken", r.slug)))?;
         db.finish().await?;
         self.state.membership.invalidate(org.id, owner);
         tracing::Span::current().record("organization", tracing::field::display(org.id));
-        Ok(Response::new(organization(org)))
+        Ok(organization(org))
     }
 
     async fn list_user_organizations(
         &self,
         req: Request<proto::ListUserOrganizationsRequest>,
-    ) -> Result<Response<proto::ListUserOrganizationsResponse>, Status> {
+    ) -> ApiResult<proto::ListUserOrganizationsResponse> {
         let p = principal(&req)?;
         let user = parse_uuid("user_id", &req.get_ref().user_id)?;
         about_self_or_service(&p, user, "listing another user's organizations")?;
         let mut db = self.state.db(&req).await?;
-        let rows = store::memberships(db.conn(), user)
-            .await
-            .map_err(ApiError::from)?;
+        let rows = store::memberships(db.conn(), user).await?;
         db.finish().await?;
         let memberships = rows
             .into_iter()
@@ -209,15 +204,10 @@ impl OrganizationService for OrganizationsApi {
                 role: role_to_proto(Some(role)) as i32,
             })
             .collect();
-        Ok(Response::new(proto::ListUserOrganizationsResponse {
-            memberships,
-        }))
+        Ok(proto::ListUserOrganizationsResponse { memberships })
     }
 
-    async fn put_member(
-        &self,
-        req: Request<proto::PutMemberRequest>,
-    ) -> Result<Response<proto::Member>, Status> {
+    async fn put_member(&self, req: Request<proto::PutMemberRequest>) -> ApiResult<proto::Member> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -225,70 +215,70 @@ impl OrganizationService for OrganizationsApi {
         let role = role_from_proto("role", r.role)?;
         self.state.authorize(&p, org, OrgRole::Admin).await?;
         // Granting or taking the owner role takes an owner.
-        let current = store::member_role(&mut *self.state.conn().await?, org, user)
-            .await
-            .map_err(ApiError::from)?;
+        let current = store::member_role(&mut *self.state.conn().await?, org, user).await?;
         if role == OrgRole::Owner || current == Some(OrgRole::Owner) {
             self.state.authorize(&p, org, OrgRole::Owner).await?;
         }
-        if p.is_service()
-            && !store::exists(&mut *self.state.conn().await?, org)
-                .await
-                .map_err(ApiError::from)?
-        {
-            return Err(ApiError::NotFound(format!("organization {org} does not exist")).into());
+        if p.is_service() && !store::exists(&mut *self.state.conn().await?, org).await? {
+            return Err(ApiError::NotFound(format!(
+                "organization {org} does not exist"
+            )));
         }
         // The checks above take connections of their own (authorization);
         // the write is the call's.
         let mut db = self.state.db(&req).await?;
-        let m = store::put_member(db.conn(), org, user, role)
-            .await
-            .map_err(ApiError::from)?;
+        let m = store::put_member(db.conn(), org, user, role).await?;
         db.finish().await?;
         // This replica reads its own write at once; the others on the notification.
         self.state.membership.invalidate(org, user);
-        Ok(Response::new(member(m)))
+        Ok(member(m))
     }
 
     async fn remove_member(
         &self,
         req: Request<proto::RemoveMemberRequest>,
-    ) -> Result<Response<proto::RemoveMemberResponse>, Status> {
+    ) -> ApiResult<proto::RemoveMemberResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         let user = parse_uuid("user_id", &r.user_id)?;
         self.state.authorize(&p, org, OrgRole::Admin).await?;
-        if store::member_role(&mut *self.state.conn().await?, org, user)
-            .await
-            .map_err(ApiError::from)?
+        if store::member_role(&mut *self.state.conn().await?, org, user).await?
             == Some(OrgRole::Owner)
         {
             self.state.authorize(&p, org, OrgRole::Owner).await?;
         }
         let mut db = self.state.db(&req).await?;
-        let removed = store::remove_member(db.conn(), org, user)
-            .await
-            .map_err(ApiError::from)?;
+        let removed = store::remove_member(db.conn(), org, user).await?;
         db.finish().await?;
         self.state.membership.invalidate(org, user);
-        Ok(Response::new(proto::RemoveMemberResponse { removed }))
+        Ok(proto::RemoveMemberResponse { removed })
     }
 
     async fn list_members(
         &self,
         req: Request<proto::ListMembersRequest>,
-    ) -> Result<Response<proto::ListMembersResponse>, Status> {
+    ) -> ApiResult<proto::ListMembersResponse> {
         let p = principal(&req)?;
         let org = parse_uuid("organization_id", &req.get_ref().organization_id)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         let mut db = self.state.db(&req).await?;
-        let rows = store::members(db.conn(), org)
-            .await
-            .map_err(ApiError::from)?;
+        let rows = store::members(db.conn(), org).await?;
         db.finish().await?;
-        Ok(Response::new(proto::ListMembersResponse {
+        Ok(proto::ListMembersResponse {
             members: rows.into_iter().map(member).collect(),
-        }))
+        })
+    }
+}
+
+grpc_handlers! {
+    OrganizationService for OrganizationsApi {
+        user_has_org_permission(proto::UserHasOrgPermissionRequest) -> proto::UserHasOrgPermissionResponse;
+        check_permissions(proto::CheckPermissionsRequest) -> proto::CheckPermissionsResponse;
+        create_organization(proto::CreateOrganizationRequest) -> proto::Organization;
+        list_user_organizations(proto::ListUserOrganizationsRequest) -> proto::ListUserOrganizationsResponse;
+        put_member(proto::PutMemberRequest) -> proto::Member;
+        remove_member(proto::RemoveMemberRequest) -> proto::RemoveMemberResponse;
+        list_members(proto::ListMembersRequest) -> proto::ListMembersResponse;
     }
 }

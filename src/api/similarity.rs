@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 use super::{
@@ -55,12 +55,13 @@ fn item(entity_type: String, entity_id: Uuid, similarity: f64) -> proto::Similar
     }
 }
 
-#[tonic::async_trait]
-impl SimilarityService for SimilarityApi {
+/// The calls, each in the crate's result type (`grpc_handlers!` converts
+/// to tonic's once).
+impl SimilarityApi {
     async fn find_similar_content(
         &self,
         req: Request<proto::FindSimilarContentRequest>,
-    ) -> Result<Response<proto::FindSimilarContentResponse>, Status> {
+    ) -> ApiResult<proto::FindSimilarContentResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -76,19 +77,14 @@ impl SimilarityService for SimilarityApi {
 
         // An item with embeddings only in another organization is, here, an
         // item without embeddings: nothing of that organization is revealed.
-        if !store::has_embedding(db.conn(), org, &etype, eid)
-            .await
-            .map_err(ApiError::from)?
-        {
+        if !store::has_embedding(db.conn(), org, &etype, eid).await? {
             return Err(ApiError::NotFound(format!(
                 "{etype} {eid} has no embedding in organization {org}"
-            ))
-            .into());
+            )));
         }
         let rows =
             store::find_similar_content(db.conn(), org, &etype, eid, threshold, k as i32, &targets)
-                .await
-                .map_err(ApiError::from)?;
+                .await?;
         db.finish().await?;
         let items = rows
             .into_iter()
@@ -103,13 +99,13 @@ impl SimilarityService for SimilarityApi {
             })
             .map(|row| item(row.entity_type, row.entity_id, row.similarity))
             .collect();
-        Ok(Response::new(proto::FindSimilarContentResponse { items }))
+        Ok(proto::FindSimilarContentResponse { items })
     }
 
     async fn search_by_vector(
         &self,
         req: Request<proto::SearchByVectorRequest>,
-    ) -> Result<Response<proto::SearchByVectorResponse>, Status> {
+    ) -> ApiResult<proto::SearchByVectorResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -138,14 +134,13 @@ impl SimilarityService for SimilarityApi {
                 max_results: k,
             },
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
         db.finish().await?;
         let items = hits
             .into_iter()
             .map(|h| item(h.entity_type, h.entity_id, h.similarity))
             .collect();
-        Ok(Response::new(proto::SearchByVectorResponse { items }))
+        Ok(proto::SearchByVectorResponse { items })
     }
 
     /// All or none: every record is validated before anything is written,
@@ -155,13 +150,13 @@ impl SimilarityService for SimilarityApi {
     async fn upsert_embeddings(
         &self,
         req: Request<proto::UpsertEmbeddingsRequest>,
-    ) -> Result<Response<proto::UpsertEmbeddingsResponse>, Status> {
+    ) -> ApiResult<proto::UpsertEmbeddingsResponse> {
         let p = principal(&req)?;
         let deadline = deadline(&req);
         let r = req.into_inner();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         if r.embeddings.is_empty() {
-            return Err(ApiError::invalid("embeddings is empty; send at least one").into());
+            return Err(ApiError::invalid("embeddings is empty; send at least one"));
         }
         self.state.check_batch("embeddings", r.embeddings.len())?;
         let mut records = Vec::with_capacity(r.embeddings.len());
@@ -187,20 +182,20 @@ impl SimilarityService for SimilarityApi {
             .await
             .map_err(ApiError::from_write)?;
         db.finish().await?;
-        Ok(Response::new(proto::UpsertEmbeddingsResponse {
+        Ok(proto::UpsertEmbeddingsResponse {
             upserted: upserted as u32,
-        }))
+        })
     }
 
     async fn delete_embeddings(
         &self,
         req: Request<proto::DeleteEmbeddingsRequest>,
-    ) -> Result<Response<proto::DeleteEmbeddingsResponse>, Status> {
+    ) -> ApiResult<proto::DeleteEmbeddingsResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
         if r.entities.is_empty() {
-            return Err(ApiError::invalid("entities is empty; send at least one").into());
+            return Err(ApiError::invalid("entities is empty; send at least one"));
         }
         self.state.check_batch("entities", r.entities.len())?;
         let entities = r
@@ -212,12 +207,19 @@ impl SimilarityService for SimilarityApi {
         self.state.authorize(&p, org, OrgRole::Editor).await?;
 
         let mut db = self.state.db(&req).await?;
-        let deleted = store::delete(db.conn(), org, &entities)
-            .await
-            .map_err(ApiError::from)?;
+        let deleted = store::delete(db.conn(), org, &entities).await?;
         db.finish().await?;
-        Ok(Response::new(proto::DeleteEmbeddingsResponse {
+        Ok(proto::DeleteEmbeddingsResponse {
             deleted: deleted as u32,
-        }))
+        })
+    }
+}
+
+grpc_handlers! {
+    SimilarityService for SimilarityApi {
+        find_similar_content(proto::FindSimilarContentRequest) -> proto::FindSimilarContentResponse;
+        search_by_vector(proto::SearchByVectorRequest) -> proto::SearchByVectorResponse;
+        upsert_embeddings(proto::UpsertEmbeddingsRequest) -> proto::UpsertEmbeddingsResponse;
+        delete_embeddings(proto::DeleteEmbeddingsRequest) -> proto::DeleteEmbeddingsResponse;
     }
 }

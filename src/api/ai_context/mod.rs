@@ -1,13 +1,13 @@
 //! AiContextService: logging AI interactions and retrieving them.
 
-use std::collections::{BTreeMap, HashSet};
+mod metadata;
+mod page_token;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use prost::Message as _;
-use prost_types::value::Kind;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 use uuid::Uuid;
 
 use super::{
@@ -19,6 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
 use crate::store::ai_context::{self as store, Cursor, NewEntry};
 use crate::store::organizations::OrgRole;
+use metadata::{json_to_struct, metadata_json};
+use page_token::{decode_page_token, encode_page_token};
 
 /// Longest source_type, in bytes.
 const MAX_SOURCE_TYPE: usize = 100;
@@ -121,100 +123,6 @@ fn optional_text(field: &str, value: String) -> ApiResult<Option<String>> {
     Ok((!value.is_empty()).then_some(value))
 }
 
-/// The metadata Struct as a JSON object's text, refusing what JSON or jsonb
-/// cannot hold (NaN, infinities, NUL characters) and more than `max_bytes`.
-fn metadata_json(
-    field: &str,
-    metadata: Option<prost_types::Struct>,
-    max_bytes: usize,
-) -> ApiResult<String> {
-    let Some(s) = metadata else {
-        return Ok("{}".to_string());
-    };
-    let value = struct_to_json(field, s)?;
-    let text = serde_json::to_string(&value)
-        .map_err(|e| ApiError::Internal(format!("serializing metadata: {e}")))?;
-    if text.len() > max_bytes {
-        return Err(ApiError::ResourceExhausted(format!(
-            "{field} is {} bytes of JSON; at most {max_bytes}",
-            text.len()
-        )));
-    }
-    Ok(text)
-}
-
-fn struct_to_json(path: &str, s: prost_types::Struct) -> ApiResult<serde_json::Value> {
-    let mut map = serde_json::Map::with_capacity(s.fields.len());
-    for (k, v) in s.fields {
-        if k.contains('\0') {
-            return Err(ApiError::invalid(format!(
-                "{path} has a key with a NUL character"
-            )));
-        }
-        let v = value_to_json(&format!("{path}.{k}"), v)?;
-        map.insert(k, v);
-    }
-    Ok(serde_json::Value::Object(map))
-}
-
-fn value_to_json(path: &str, v: prost_types::Value) -> ApiResult<serde_json::Value> {
-    use serde_json::Value as J;
-    Ok(match v.kind {
-        // An unset kind is not valid protobuf JSON; store it as null.
-        None | Some(Kind::NullValue(_)) => J::Null,
-        Some(Kind::BoolValue(b)) => J::Bool(b),
-        Some(Kind::NumberValue(n)) => {
-            J::Number(serde_json::Number::from_f64(n).ok_or_else(|| {
-                ApiError::invalid(format!("{path} is NaN or infinite: JSON cannot hold it"))
-            })?)
-        }
-        Some(Kind::StringValue(s)) => {
-            if s.contains('\0') {
-                return Err(ApiError::invalid(format!(
-                    "{path} contains a NUL character"
-                )));
-            }
-            J::String(s)
-        }
-        Some(Kind::StructValue(s)) => struct_to_json(path, s)?,
-        Some(Kind::ListValue(l)) => J::Array(
-            l.values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| value_to_json(&format!("{path}[{i}]"), v))
-                .collect::<ApiResult<_>>()?,
-        ),
-    })
-}
-
-/// Stored metadata as a Struct (always an object when written through the
-/// API; anything else is wrapped as {"value": ...}).
-fn json_to_struct(v: serde_json::Value) -> prost_types::Struct {
-    let fields = match v {
-        serde_json::Value::Object(map) => map
-            .into_iter()
-            .map(|(k, v)| (k, json_to_value(v)))
-            .collect(),
-        other => BTreeMap::from([("value".to_string(), json_to_value(other))]),
-    };
-    prost_types::Struct { fields }
-}
-
-fn json_to_value(v: serde_json::Value) -> prost_types::Value {
-    use serde_json::Value as J;
-    let kind = match v {
-        J::Null => Kind::NullValue(0),
-        J::Bool(b) => Kind::BoolValue(b),
-        J::Number(n) => n.as_f64().map_or(Kind::NullValue(0), Kind::NumberValue),
-        J::String(s) => Kind::StringValue(s),
-        J::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(json_to_value).collect(),
-        }),
-        J::Object(_) => Kind::StructValue(json_to_struct(v)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
 fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
     proto::AiContextEntry {
         id: e.id.to_string(),
@@ -229,62 +137,6 @@ fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
     }
 }
 
-// ------------------------------------------------------------- page tokens
-//
-// A page token is base64url of: version (1 byte), organization id (16), user
-// filter flag (1) and id (16, zero when unset), then the last entry's
-// occurred_at (i64 microseconds, big-endian) and id (16). It carries the
-// organization and filter it was issued for so that a token reused with
-// another organization or filter is refused; it needs no signature, because
-// every query is confined to the organization the caller is authorized for.
-
-const TOKEN_VERSION: u8 = 1;
-const TOKEN_LEN: usize = 1 + 16 + 1 + 16 + 8 + 16;
-
-fn encode_page_token(org: Uuid, user: Option<Uuid>, c: Cursor) -> String {
-    let mut b = Vec::with_capacity(TOKEN_LEN);
-    b.push(TOKEN_VERSION);
-    b.extend_from_slice(org.as_bytes());
-    b.push(u8::from(user.is_some()));
-    b.extend_from_slice(user.unwrap_or(Uuid::nil()).as_bytes());
-    b.extend_from_slice(&c.occurred_at.timestamp_micros().to_be_bytes());
-    b.extend_from_slice(c.id.as_bytes());
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn decode_page_token(token: &str, org: Uuid, user: Option<Uuid>) -> ApiResult<Option<Cursor>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad =
-        || ApiError::invalid("page_token is not a token from a previous ListAiContext response");
-    let b = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    if b.len() != TOKEN_LEN || b[0] != TOKEN_VERSION {
-        return Err(bad());
-    }
-    let uuid_at =
-        |i: usize| -> ApiResult<Uuid> { Uuid::from_slice(&b[i..i + 16]).map_err(|_| bad()) };
-    let token_org = uuid_at(1)?;
-    let token_user = match b[17] {
-        0 => None,
-        1 => Some(uuid_at(18)?),
-        _ => return Err(bad()),
-    };
-    if token_org != org || token_user != user {
-        return Err(ApiError::invalid(
-            "page_token was issued for another organization_id or user_id filter",
-        ));
-    }
-    let mut micros = [0u8; 8];
-    micros.copy_from_slice(&b[34..42]);
-    let occurred_at =
-        chrono::DateTime::from_timestamp_micros(i64::from_be_bytes(micros)).ok_or_else(bad)?;
-    Ok(Some(Cursor {
-        occurred_at,
-        id: uuid_at(42)?,
-    }))
-}
-
 fn optional_uuid(field: &str, value: &str) -> ApiResult<Option<Uuid>> {
     if value.is_empty() {
         Ok(None)
@@ -293,12 +145,13 @@ fn optional_uuid(field: &str, value: &str) -> ApiResult<Option<Uuid>> {
     }
 }
 
-#[tonic::async_trait]
-impl AiContextService for AiContextApi {
+/// The calls, each in the crate's result type (`grpc_handlers!` converts
+/// to tonic's once).
+impl AiContextApi {
     async fn log_ai_context(
         &self,
         req: Request<proto::LogAiContextRequest>,
-    ) -> Result<Response<proto::LogAiContextResponse>, Status> {
+    ) -> ApiResult<proto::LogAiContextResponse> {
         let p = principal(&req)?;
         let deadline = deadline(&req);
         let e = self.parse_entry(&p, req.into_inner(), "")?;
@@ -312,16 +165,16 @@ impl AiContextService for AiContextApi {
             .await
             .map_err(ApiError::from_write)?;
         db.finish().await?;
-        Ok(Response::new(proto::LogAiContextResponse {
+        Ok(proto::LogAiContextResponse {
             id: id.to_string(),
             duplicate,
-        }))
+        })
     }
 
     async fn log_ai_context_stream(
         &self,
         req: Request<tonic::Streaming<proto::LogAiContextRequest>>,
-    ) -> Result<Response<proto::LogAiContextStreamResponse>, Status> {
+    ) -> ApiResult<proto::LogAiContextStreamResponse> {
         let p = principal(&req)?;
         let deadline = deadline(&req);
         let mut stream = req.into_inner();
@@ -345,8 +198,7 @@ impl AiContextService for AiContextApi {
             if bytes > max_bytes {
                 return Err(ApiError::ResourceExhausted(format!(
                     "the stream is over {max_bytes} bytes; split it"
-                ))
-                .into());
+                )));
             }
             let e = self.parse_entry(&p, msg, &format!("messages[{}].", received - 1))?;
             if !authorized.contains(&e.organization_id) {
@@ -377,16 +229,16 @@ impl AiContextService for AiContextApi {
             db.finish().await?;
             stored
         };
-        Ok(Response::new(proto::LogAiContextStreamResponse {
+        Ok(proto::LogAiContextStreamResponse {
             stored,
             duplicates: (received as u64).saturating_sub(stored),
-        }))
+        })
     }
 
     async fn search_ai_context(
         &self,
         req: Request<proto::SearchAiContextRequest>,
-    ) -> Result<Response<proto::SearchAiContextResponse>, Status> {
+    ) -> ApiResult<proto::SearchAiContextResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -418,8 +270,7 @@ impl AiContextService for AiContextApi {
                 source_types: &r.source_types,
             },
         )
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .ok_or_else(|| {
             ApiError::invalid(format!(
                 "vector has {} dimensions, which have no index",
@@ -427,18 +278,18 @@ impl AiContextService for AiContextApi {
             ))
         })?;
         db.finish().await?;
-        Ok(Response::new(proto::SearchAiContextResponse {
+        Ok(proto::SearchAiContextResponse {
             entries: rows
                 .into_iter()
                 .map(|r| entry(r.entry, r.similarity as f32))
                 .collect(),
-        }))
+        })
     }
 
     async fn list_ai_context(
         &self,
         req: Request<proto::ListAiContextRequest>,
-    ) -> Result<Response<proto::ListAiContextResponse>, Status> {
+    ) -> ApiResult<proto::ListAiContextResponse> {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
@@ -448,9 +299,7 @@ impl AiContextService for AiContextApi {
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         // One row more than the page tells whether another page follows.
         let mut db = self.state.db(&req).await?;
-        let mut rows = store::list(db.conn(), org, user_id, after, page_size + 1)
-            .await
-            .map_err(ApiError::from)?;
+        let mut rows = store::list(db.conn(), org, user_id, after, page_size + 1).await?;
         db.finish().await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
@@ -465,90 +314,18 @@ impl AiContextService for AiContextApi {
             ),
             _ => String::new(),
         };
-        Ok(Response::new(proto::ListAiContextResponse {
+        Ok(proto::ListAiContextResponse {
             entries: rows.into_iter().map(|e| entry(e, 0.0)).collect(),
             next_page_token,
-        }))
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn num(n: f64) -> prost_types::Value {
-        prost_types::Value {
-            kind: Some(Kind::NumberValue(n)),
-        }
-    }
-
-    #[test]
-    fn metadata_refuses_non_finite_numbers_and_nul() {
-        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            let s = prost_types::Struct {
-                fields: BTreeMap::from([("x".to_string(), num(bad))]),
-            };
-            assert!(matches!(
-                metadata_json("metadata", Some(s), 1024),
-                Err(ApiError::InvalidArgument(_))
-            ));
-        }
-        let s = prost_types::Struct {
-            fields: BTreeMap::from([(
-                "x".to_string(),
-                prost_types::Value {
-                    kind: Some(Kind::StringValue("a\0b".into())),
-                },
-            )]),
-        };
-        assert!(matches!(
-            metadata_json("metadata", Some(s), 1024),
-            Err(ApiError::InvalidArgument(_))
-        ));
-    }
-
-    #[test]
-    fn metadata_round_trips_through_json() {
-        let s = prost_types::Struct {
-            fields: BTreeMap::from([
-                ("n".to_string(), num(0.9)),
-                (
-                    "l".to_string(),
-                    prost_types::Value {
-                        kind: Some(Kind::ListValue(prost_types::ListValue {
-                            values: vec![
-                                num(1.0),
-                                prost_types::Value {
-                                    kind: Some(Kind::BoolValue(true)),
-                                },
-                            ],
-                        })),
-                    },
-                ),
-            ]),
-        };
-        let text = metadata_json("metadata", Some(s.clone()), 1024).unwrap();
-        let back = json_to_struct(serde_json::from_str(&text).unwrap());
-        assert_eq!(back, s);
-        assert!(matches!(
-            metadata_json("metadata", Some(s), 5),
-            Err(ApiError::ResourceExhausted(_))
-        ));
-    }
-
-    #[test]
-    fn page_tokens_are_bound_to_organization_and_filter() {
-        let org = Uuid::new_v4();
-        let user = Some(Uuid::new_v4());
-        let c = Cursor {
-            occurred_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
-            id: Uuid::new_v4(),
-        };
-        let t = encode_page_token(org, user, c);
-        assert_eq!(decode_page_token(&t, org, user).unwrap(), Some(c));
-        assert!(decode_page_token(&t, Uuid::new_v4(), user).is_err());
-        assert!(decode_page_token(&t, org, None).is_err());
-        assert!(decode_page_token("garbage!", org, user).is_err());
-        assert!(decode_page_token(&t[..t.len() - 2], org, user).is_err());
+grpc_handlers! {
+    AiContextService for AiContextApi {
+        log_ai_context(proto::LogAiContextRequest) -> proto::LogAiContextResponse;
+        log_ai_context_stream(tonic::Streaming<proto::LogAiContextRequest>) -> proto::LogAiContextStreamResponse;
+        search_ai_context(proto::SearchAiContextRequest) -> proto::SearchAiContextResponse;
+        list_ai_context(proto::ListAiContextRequest) -> proto::ListAiContextResponse;
     }
 }
