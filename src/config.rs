@@ -201,22 +201,35 @@ pub struct Config {
     #[arg(
         long,
         env = "AFFINITY_WARM_CONNECTIONS",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_enum,
+        default_value = "on"
     )]
-    pub warm_connections: bool,
+    pub warm_connections: Switch,
 
     /// Send each response in one socket write: hold back HTTP/2's write of a
     /// body chunk until the trailers after it (README "Performance switches").
     #[arg(
         long,
         env = "AFFINITY_COALESCE_WRITES",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_enum,
+        default_value = "on"
     )]
-    pub coalesce_writes: bool,
+    pub coalesce_writes: Switch,
+}
+
+/// A performance switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    #[value(alias = "true", alias = "1")]
+    On,
+    #[value(alias = "false", alias = "0")]
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -314,8 +327,8 @@ impl Config {
             tls_client_ca: None,
             plaintext: false,
             metrics_addr: None,
-            warm_connections: true,
-            coalesce_writes: true,
+            warm_connections: Switch::On,
+            coalesce_writes: Switch::On,
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use affinity::config::Switch;
 use affinity::proto;
 use common::server::{aggregation, authed, TestServer};
 use common::TestDb;
@@ -13,8 +14,8 @@ use tokio::time::Instant;
 
 async fn server_with_switches_off() -> TestServer {
     TestServer::start_with(TestDb::empty().await, |c| {
-        c.warm_connections = false;
-        c.coalesce_writes = false;
+        c.warm_connections = Switch::Off;
+        c.coalesce_writes = Switch::Off;
     })
     .await
 }

@@ -115,7 +115,7 @@ pub(super) fn serve(
     let stopped = async {
         let _ = stopped.await;
     };
-    let coalesce = config.coalesce_writes;
+    let coalesce = config.coalesce_writes.is_on();
     let (task, socket_file) = match listener {
         Listener::Tcp(listener) => {
             let incoming = tcp_incoming(listener, coalesce);

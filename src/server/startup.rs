@@ -39,7 +39,7 @@ pub(super) async fn prepare(
     let pool = CountedPool::new(
         db.calls_pool(config).await?,
         state.reachability.clone(),
-        config.warm_connections,
+        config.warm_connections.is_on(),
     );
     state.set_ready(pool.clone()).await?;
     let sampled = pool.clone();
