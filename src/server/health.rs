@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
 use tonic_health::pb::health_server::{Health as HealthService, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use super::shutdown::AbortOnDrop;
 use crate::db::reachability::Reachability;
 use crate::observability::Metrics;
 
@@ -50,15 +50,15 @@ impl Health {
     }
 
     /// From now on health follows the database: NOT_SERVING while it does
-    /// not answer, SERVING again when it does. Stops when dropped.
-    pub(super) fn follow(&self, reachability: &Reachability) -> AbortOnDrop {
+    /// not answer, SERVING again when it does (until the task is aborted).
+    pub(super) fn follow(&self, reachability: &Reachability) -> JoinHandle<()> {
         let mut changes = reachability.subscribe();
         let mut health = self.clone();
-        AbortOnDrop(tokio::spawn(async move {
+        tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let up = *changes.borrow_and_update();
                 health.set(up).await;
             }
-        }))
+        })
     }
 }

@@ -102,13 +102,14 @@ pub async fn run_with_metrics(
     let background = startup::background(&config, &state, &metrics, &pool).await;
     health.set(true).await;
     tracing::info!(%addr, "SERVING");
-    let health_follower = health.follow(&state.reachability);
+    let health_follower = AbortOnDrop(health.follow(&state.reachability));
+    let probe = startup::probe(&state, &pool);
     let ended = tokio::select! {
         _ = &mut shutdown => None,
         r = &mut server.task => Some(r),
     };
     // Before `stop` says NOT_SERVING for good.
-    drop((health_follower, background));
+    drop((health_follower, probe, background));
     if let Some(r) = ended {
         r.context("gRPC server task")?.context("gRPC server")?;
         anyhow::bail!("the gRPC server stopped on its own");

@@ -59,13 +59,11 @@ fn count(n: usize) -> i64 {
 pub(super) struct Background {
     _jobs: JoinSet<()>,
     _changes: AbortOnDrop,
-    _probe: AbortOnDrop,
 }
 
-/// Starts the jobs (partitions ahead now, then the schedules), the change
-/// follower of both caches, waiting a while for its first LISTEN (until
-/// then, and whenever that connection drops, the caches are off), and the
-/// probe.
+/// Starts the jobs (partitions ahead now, then the schedules) and the
+/// change follower of both caches, waiting a while for its first LISTEN
+/// (until then, and whenever that connection drops, the caches are off).
 pub(super) async fn background(
     config: &Config,
     state: &ApiState,
@@ -91,11 +89,15 @@ pub(super) async fn background(
             "not yet following membership and metric changes; permission checks and metric aggregations go to the database"
         );
     }
-    let options = (*pool.pool().connect_options()).clone();
-    let probe = AbortOnDrop(tokio::spawn(state.reachability.clone().probe(options)));
     Background {
         _jobs: jobs,
         _changes: changes,
-        _probe: probe,
     }
+}
+
+/// Starts the probe of the database's reachability (after health follows
+/// it, so that no change goes unseen); stopped when dropped.
+pub(super) fn probe(state: &ApiState, pool: &CountedPool) -> AbortOnDrop {
+    let options = (*pool.pool().connect_options()).clone();
+    AbortOnDrop(tokio::spawn(state.reachability.clone().probe(options)))
 }
