@@ -1,0 +1,2 @@
+//! What only the tests and the benchmark of affinity use, kept out of the
+//! service's library.
