@@ -12,7 +12,6 @@ pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod jobs;
-pub mod legacy;
 pub mod membership;
 pub mod metrics_cache;
 pub mod observability;

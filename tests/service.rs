@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use affinity::config::Config;
-use affinity::legacy::LegacyConfig;
 use affinity::proto::{self, Role};
+use affinity_testkit::legacy::LegacyConfig;
 use common::server::{authed, await_health, code, service_token, stop_server, TestServer, SECRET};
 use common::TestDb;
 use futures::StreamExt;

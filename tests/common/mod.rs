@@ -7,7 +7,7 @@ pub mod server;
 
 use affinity::db::cluster::{ClusterOptions, PgCluster};
 use affinity::db::migrate;
-use affinity::legacy::{self, LegacyConfig, LegacyStats};
+use affinity_testkit::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;

@@ -1,2 +1,3 @@
 //! What only the tests and the benchmark of affinity use, kept out of the
 //! service's library.
+pub mod legacy;
