@@ -41,7 +41,7 @@ fn the_bundled_legacy_schema_is_the_shared_one() {
         Ok(text) => assert_eq!(
             text,
             affinity_testkit::legacy::LEGACY_SCHEMA,
-            "src/legacy/schema.sql is out of date"
+            "crates/affinity-testkit/src/legacy/schema.sql is out of date"
         ),
         Err(_) => eprintln!("{} not found: nothing to compare", shared.display()),
     }
