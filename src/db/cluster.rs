@@ -126,7 +126,8 @@ impl PgCluster {
 
     /// Runs `pg_ctl <action> -D <data dir> <args>` as the cluster's user and
     /// returns its output; fails with what it printed unless it succeeds.
-    /// After a stop, call [`PgCluster::mark_stopped`] first.
+    /// To stop, call [`PgCluster::mark_stopped`] first, as [`PgCluster::stop`]
+    /// does: a stop that fails is then not tried again on drop.
     pub fn pg_ctl(&self, action: &str, args: &[&str]) -> Result<Output> {
         let out = self
             .pg_ctl_command(action)
