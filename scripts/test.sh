@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Timeouts and parallelism: .config/nextest.toml.
-cargo nextest run --locked "$@"
+cargo nextest run --workspace --locked "$@"

@@ -301,37 +301,6 @@ pub fn redact_url_password(url: &str) -> String {
 }
 
 impl Config {
-    /// The configuration with every default and no environment: for tests.
-    pub fn for_tests(database_url: String, jwt_secret: &str) -> Self {
-        Config {
-            database_url: Some(database_url),
-            data_dir: None,
-            listen_addr: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
-            jwt_secret: Some(jwt_secret.to_string()),
-            log_format: LogFormat::Text,
-            max_message_bytes: 16 * 1024 * 1024,
-            max_batch: 10_000,
-            max_metadata_bytes: 64 * 1024,
-            statement_timeout_ms: 30_000,
-            max_concurrent_streams: 200,
-            metrics_retention_days: 365,
-            archive_schedule: Schedule::off(),
-            partition_schedule: Schedule::off(),
-            partition_months_ahead: 3,
-            metrics_cache_mb: 64,
-            db_max_connections: 8,
-            shutdown_grace_secs: 10,
-            metric_rollup_zones: vec!["UTC".to_string()],
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            plaintext: false,
-            metrics_addr: None,
-            warm_connections: Switch::On,
-            coalesce_writes: Switch::On,
-        }
-    }
-
     /// The statement timeout of calls without a client deadline.
     pub fn statement_timeout(&self) -> Option<Duration> {
         (self.statement_timeout_ms > 0).then(|| Duration::from_millis(self.statement_timeout_ms))
@@ -546,11 +515,19 @@ mod tests {
 
     #[test]
     fn debug_of_the_config_shows_no_secret() {
-        let mut config = Config::for_tests(
-            "postgres://app:db-password-42@db/x".into(),
+        let cli = Cli::try_parse_from([
+            "affinity",
+            "serve",
+            "--database-url",
+            "postgres://app:db-password-42@db/x",
+            "--jwt-secret",
             "jwt-secret-of-the-debug-test",
-        );
-        config.plaintext = true;
+            "--plaintext",
+        ])
+        .expect("valid arguments");
+        let Some(Command::Serve(config)) = &cli.command else {
+            panic!("not `serve`: {cli:?}");
+        };
         let shown = format!("{config:?}");
         assert!(!shown.contains("db-password-42"), "{shown}");
         assert!(!shown.contains("jwt-secret-of-the-debug-test"), "{shown}");

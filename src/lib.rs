@@ -14,7 +14,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod jobs;
-pub mod legacy;
 pub mod observability;
 pub mod server;
 pub mod store;

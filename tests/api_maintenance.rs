@@ -1,8 +1,8 @@
 //! MaintenanceService through a real client, server and database.
 mod common;
 
-use affinity::legacy::LegacyConfig;
 use affinity::proto;
+use affinity_testkit::legacy::LegacyConfig;
 use common::server::{authed, code, service_token, user_token, TestServer};
 use common::TestDb;
 use tonic::{Code, Request};

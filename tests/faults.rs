@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use affinity::db::cluster::ShutdownMode;
-use affinity::legacy::LegacyConfig;
 use affinity::proto;
+use affinity_testkit::cluster::ShutdownMode;
+use affinity_testkit::legacy::LegacyConfig;
 use common::process::ServiceProcess;
 use common::server::{authed, new_tenant, service_token, Tenant};
 use common::TestDb;

@@ -2,7 +2,7 @@
 //! must survive, determinism, and the load time of the standard size.
 mod common;
 
-use affinity::legacy::{create_and_fill, LegacyConfig, LegacyStats};
+use affinity_testkit::legacy::{create_and_fill, LegacyConfig, LegacyStats};
 use sqlx::PgPool;
 use std::time::Instant;
 

@@ -5,7 +5,7 @@
 //! equal values.
 mod common;
 
-use affinity::legacy::LegacyConfig;
+use affinity_testkit::legacy::LegacyConfig;
 use common::{table_fingerprint, TestDb};
 use sqlx::PgPool;
 
@@ -40,8 +40,8 @@ fn the_bundled_legacy_schema_is_the_shared_one() {
     match std::fs::read_to_string(&shared) {
         Ok(text) => assert_eq!(
             text,
-            affinity::legacy::LEGACY_SCHEMA,
-            "src/legacy/schema.sql is out of date"
+            affinity_testkit::legacy::LEGACY_SCHEMA,
+            "crates/affinity-testkit/src/legacy/schema.sql is out of date"
         ),
         Err(_) => eprintln!("{} not found: nothing to compare", shared.display()),
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use affinity::db::migrate::{self, MIGRATOR};
 use affinity::db::rollback::ROLLBACK_KNOWS_UP_TO;
-use affinity::legacy::LegacyConfig;
+use affinity_testkit::legacy::LegacyConfig;
 use common::process::ServiceProcess;
 use common::{all_table_fingerprints, catalog, run_binary, BinaryRun, TestDb};
 use sqlx::PgPool;

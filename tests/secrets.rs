@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use affinity::db::cluster::PgCluster;
 use affinity::proto;
+use affinity_testkit::cluster::TempCluster;
 use common::server::authed;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -56,12 +56,12 @@ fn help_never_shows_secrets_from_the_environment() {
 /// A throwaway cluster where the role `app` logs in with [`DB_PASSWORD`]
 /// (scram-sha-256; the superuser keeps trust for the test's own setup).
 struct PasswordDb {
-    cluster: PgCluster,
+    cluster: TempCluster,
 }
 
 impl PasswordDb {
     async fn start() -> PasswordDb {
-        let cluster = PgCluster::start_temporary().expect("starting a throwaway PostgreSQL");
+        let cluster = TempCluster::start().expect("starting a throwaway PostgreSQL");
         let admin = common::connect(&cluster.url("postgres")).await;
         for sql in [
             format!("CREATE ROLE app LOGIN SUPERUSER PASSWORD '{DB_PASSWORD}'"),

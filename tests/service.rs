@@ -5,9 +5,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use affinity::config::Config;
-use affinity::legacy::LegacyConfig;
 use affinity::proto::{self, Role};
+use affinity_testkit::legacy::LegacyConfig;
+use affinity_testkit::test_config;
 use common::server::{authed, await_health, code, service_token, stop_server, TestServer, SECRET};
 use common::TestDb;
 use futures::StreamExt;
@@ -349,7 +349,7 @@ fn spawn_server(
 ) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(affinity::server::run(
-        Config::for_tests(url, SECRET),
+        test_config(url, SECRET),
         listener,
         async {
             let _ = stopped.await;
@@ -414,7 +414,7 @@ async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_una
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_database_url_the_jwt_secret_is_required() {
-    let mut config = Config::for_tests("postgres://localhost/none".into(), "");
+    let mut config = test_config("postgres://localhost/none".into(), "");
     config.jwt_secret = None;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = affinity::server::run(config, listener, std::future::pending())

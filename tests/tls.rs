@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use affinity::config::Config;
 use affinity::proto;
+use affinity_testkit::test_config;
 use common::server::{authed, user_token, SECRET};
 use common::TestDb;
 use rcgen::{
@@ -119,7 +120,7 @@ struct TlsServer {
 
 impl TlsServer {
     async fn start(db: &TestDb, files: &TlsFiles) -> TlsServer {
-        let mut config = Config::for_tests(db.url.clone(), SECRET);
+        let mut config = test_config(db.url.clone(), SECRET);
         files.apply(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -258,7 +259,7 @@ async fn with_a_client_ca_only_clients_with_a_certificate_signed_by_it_get_in() 
 #[tokio::test(flavor = "multi_thread")]
 async fn plaintext_on_a_non_loopback_address_needs_to_be_asked_for() {
     // Through the library: refused with the documented message...
-    let config = Config::for_tests("postgres://localhost/unused".into(), SECRET);
+    let config = test_config("postgres://localhost/unused".into(), SECRET);
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let err = affinity::server::run(config, listener, std::future::pending())
         .await
@@ -275,7 +276,7 @@ async fn plaintext_on_a_non_loopback_address_needs_to_be_asked_for() {
         "postgres://postgres@localhost/affinity?host={}&port=5432",
         dir.path().join("nowhere").display()
     );
-    let mut config = Config::for_tests(url, SECRET);
+    let mut config = test_config(url, SECRET);
     config.plaintext = true;
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -1,6 +1,7 @@
 //! A private PostgreSQL cluster driven through the machine's own binaries
-//! (`initdb`, `pg_ctl`): the throwaway database of every test, and later the
-//! service's embedded default.
+//! (`initdb`, `pg_ctl`): the service's embedded default, and the base of the
+//! tests' throwaway clusters (`affinity-testkit`, which adds what only tests
+//! do: temporary directories, abrupt stops, standbys).
 //!
 //! The cluster listens on a unix socket inside its own directory only (no TCP
 //! port, so parallel clusters never race for a port) and trusts local
@@ -9,7 +10,7 @@
 //! as the unprivileged `postgres` user through `runuser`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
 
@@ -29,25 +30,6 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
 }
 
-/// How `pg_ctl stop` ends the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownMode {
-    /// Sessions are ended, every transaction rolled back, a checkpoint taken.
-    Fast,
-    /// The server processes are killed: the next start runs crash recovery,
-    /// as after a power cut, minus the lost page cache.
-    Immediate,
-}
-
-impl ShutdownMode {
-    fn as_arg(self) -> &'static str {
-        match self {
-            ShutdownMode::Fast => "fast",
-            ShutdownMode::Immediate => "immediate",
-        }
-    }
-}
-
 /// A PostgreSQL cluster in a data directory, started by [`PgCluster::start`]
 /// and stopped by [`PgCluster::stop`] or on drop.
 #[derive(Debug)]
@@ -57,31 +39,9 @@ pub struct PgCluster {
     run_as: Option<String>,
     running: bool,
     options: ClusterOptions,
-    // Keeps a temporary directory alive (and removes it) for throwaway clusters.
-    _temp: Option<tempfile::TempDir>,
 }
 
 impl PgCluster {
-    /// A new cluster in a fresh temporary directory, removed when dropped.
-    pub fn start_temporary() -> Result<Self> {
-        Self::start_temporary_with(&ClusterOptions {
-            ephemeral: true,
-            ..Default::default()
-        })
-    }
-
-    /// [`PgCluster::start_temporary`] with these options.
-    pub fn start_temporary_with(options: &ClusterOptions) -> Result<Self> {
-        let temp = tempfile::Builder::new()
-            .prefix("affinity-pg-")
-            .tempdir()
-            .context("creating a temporary directory")?;
-        let data_dir = temp.path().join("data");
-        let mut cluster = Self::start(&data_dir, options)?;
-        cluster._temp = Some(temp);
-        Ok(cluster)
-    }
-
     /// Starts the cluster in `data_dir`, creating it with `initdb` first when
     /// the directory holds no cluster yet. A second start reuses the data.
     pub fn start(data_dir: &Path, options: &ClusterOptions) -> Result<Self> {
@@ -98,7 +58,6 @@ impl PgCluster {
             run_as,
             running: false,
             options: options.clone(),
-            _temp: None,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.init(options)?;
@@ -128,85 +87,60 @@ impl PgCluster {
 
     /// Stops the server (fast shutdown: open sessions are ended, data is safe).
     pub fn stop(&mut self) -> Result<()> {
-        self.stop_with(ShutdownMode::Fast)
-    }
-
-    /// Starts a stopped server again on the same data directory and socket,
-    /// with the same options (after an immediate stop: crash recovery first).
-    pub fn restart_stopped(&mut self) -> Result<()> {
-        if self.running {
+        if !self.running {
             return Ok(());
         }
-        self.clear_stale_pid()?;
-        self.pg_ctl_start(&self.options)?;
-        self.running = true;
+        self.mark_stopped();
+        self.pg_ctl("stop", &["-m", "fast", "-w", "-t", "60"])?;
         Ok(())
     }
 
-    /// Starts a stopped server as a standby with nowhere to get WAL from and
-    /// `hot_standby` off: it is up but refuses every connection with SQLSTATE
-    /// 57P03 ("not accepting connections"), like a server in a long crash
-    /// recovery, until [`PgCluster::promote`].
-    pub fn start_refusing_connections(&mut self) -> Result<()> {
+    /// Whether the server was started and not stopped since (as far as this
+    /// value knows: see [`PgCluster::mark_stopped`]).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Records that the server is stopped, or being stopped, by other means
+    /// than [`PgCluster::stop`] (`pg_ctl stop` in another mode through
+    /// [`PgCluster::pg_ctl`]): dropping the cluster no longer stops it, and
+    /// [`PgCluster::start_stopped`] may start it again.
+    pub fn mark_stopped(&mut self) {
+        self.running = false;
+    }
+
+    /// Starts the stopped server again on the same data directory and
+    /// socket, with the cluster's options and then `extra` settings (given
+    /// last, so they win). Fails when it is running.
+    pub fn start_stopped(&mut self, extra: &[(String, String)]) -> Result<()> {
         if self.running {
             bail!("the server is running; stop it first");
         }
-        let signal = self.data_dir.join("standby.signal");
-        // Only its existence counts (PostgreSQL, owner of the directory,
-        // removes it on promotion), whoever owns it.
-        std::fs::write(&signal, b"").context("creating standby.signal")?;
         let mut options = self.options.clone();
-        options
-            .settings
-            .push(("hot_standby".to_string(), "off".to_string()));
+        options.settings.extend_from_slice(extra);
         self.clear_stale_pid()?;
         self.pg_ctl_start(&options)?;
         self.running = true;
         Ok(())
     }
 
-    /// Ends the standby mode of [`PgCluster::start_refusing_connections`]:
-    /// the server accepts connections again (on a new timeline), with
-    /// every committed transaction.
-    pub fn promote(&mut self) -> Result<()> {
+    /// Runs `pg_ctl <action> -D <data dir> <args>` as the cluster's user and
+    /// returns its output; fails with what it printed unless it succeeds.
+    /// To stop, call [`PgCluster::mark_stopped`] first, as [`PgCluster::stop`]
+    /// does: a stop that fails is then not tried again on drop.
+    pub fn pg_ctl(&self, action: &str, args: &[&str]) -> Result<Output> {
         let out = self
-            .command("pg_ctl")
-            .arg("promote")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-w", "-t", "60"])
+            .pg_ctl_command(action)
+            .args(args)
             .output()
-            .context("running pg_ctl promote")?;
+            .with_context(|| format!("running pg_ctl {action}"))?;
         if !out.status.success() {
             bail!(
-                "pg_ctl promote failed: {}",
+                "pg_ctl {action} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        Ok(())
-    }
-
-    /// Stops the server in `mode`, waiting until it is gone.
-    pub fn stop_with(&mut self, mode: ShutdownMode) -> Result<()> {
-        if !self.running {
-            return Ok(());
-        }
-        self.running = false;
-        let out = self
-            .command("pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", mode.as_arg(), "-w", "-t", "60"])
-            .output()
-            .context("running pg_ctl stop")?;
-        if !out.status.success() {
-            bail!(
-                "pg_ctl stop failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        Ok(out)
     }
 
     fn init(&self, options: &ClusterOptions) -> Result<()> {
@@ -262,10 +196,7 @@ impl PgCluster {
         }
         let log = self.data_dir.join("server.log");
         let out = self
-            .command("pg_ctl")
-            .arg("start")
-            .arg("-D")
-            .arg(&self.data_dir)
+            .pg_ctl_command("start")
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "120", "-o"])
@@ -330,6 +261,12 @@ impl PgCluster {
             bail!("could not give {} to user {user}", dir.display());
         }
         Ok(())
+    }
+
+    fn pg_ctl_command(&self, action: &str) -> Command {
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg(action).arg("-D").arg(&self.data_dir);
+        cmd
     }
 
     fn command(&self, program: &str) -> Command {

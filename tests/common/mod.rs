@@ -5,9 +5,10 @@
 pub mod process;
 pub mod server;
 
-use affinity::db::cluster::{ClusterOptions, PgCluster};
+use affinity::db::cluster::ClusterOptions;
 use affinity::db::migrate;
-use affinity::legacy::{self, LegacyConfig, LegacyStats};
+use affinity_testkit::cluster::TempCluster;
+use affinity_testkit::legacy::{self, LegacyConfig, LegacyStats};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
@@ -16,13 +17,13 @@ pub struct TestDb {
     pub pool: PgPool,
     pub url: String,
     // Dropped last: stops the server and removes its directory.
-    cluster: PgCluster,
+    cluster: TempCluster,
 }
 
 impl TestDb {
     /// A fresh cluster with an empty database `affinity`.
     pub async fn empty() -> TestDb {
-        let cluster = PgCluster::start_temporary().expect("starting a throwaway PostgreSQL");
+        let cluster = TempCluster::start().expect("starting a throwaway PostgreSQL");
         Self::create_in(cluster).await
     }
 
@@ -32,7 +33,7 @@ impl TestDb {
     /// loses the last commits when PostgreSQL is killed). fsync stays off:
     /// the operating system does not crash in these tests.
     pub async fn empty_durable() -> TestDb {
-        let cluster = PgCluster::start_temporary_with(&ClusterOptions {
+        let cluster = TempCluster::start_with(&ClusterOptions {
             ephemeral: true,
             // Given after the ephemeral settings, so it wins.
             settings: vec![("synchronous_commit".into(), "on".into())],
@@ -41,7 +42,7 @@ impl TestDb {
         Self::create_in(cluster).await
     }
 
-    async fn create_in(cluster: PgCluster) -> TestDb {
+    async fn create_in(cluster: TempCluster) -> TestDb {
         let admin = connect(&cluster.url("postgres")).await;
         sqlx::query("CREATE DATABASE affinity")
             .execute(&admin)
@@ -71,7 +72,7 @@ impl TestDb {
     }
 
     /// The cluster, to stop and start its server.
-    pub fn cluster(&mut self) -> &mut PgCluster {
+    pub fn cluster(&mut self) -> &mut TempCluster {
         &mut self.cluster
     }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use affinity::config::Config;
 use affinity::proto;
+use affinity_testkit::test_config;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::Request;
@@ -55,7 +56,7 @@ impl TestServer {
     }
 
     async fn start_full(db: TestDb, tweak: impl FnOnce(&mut Config), metrics: bool) -> TestServer {
-        let mut config = Config::for_tests(db.url.clone(), SECRET);
+        let mut config = test_config(db.url.clone(), SECRET);
         tweak(&mut config);
         let running = Running::spawn(config, metrics).await;
         TestServer {
@@ -275,7 +276,7 @@ pub struct Replica {
 impl TestServer {
     /// Another server process-equivalent on this server's database.
     pub async fn replica(&self) -> Replica {
-        let running = Running::spawn(Config::for_tests(self.db.url.clone(), SECRET), false).await;
+        let running = Running::spawn(test_config(self.db.url.clone(), SECRET), false).await;
         Replica {
             channel: running.channel,
             stop: running.stop,
