@@ -1,6 +1,7 @@
 -- Rollback of migrations 01-07 on a migrated legacy database, back to the
--- legacy schema (src/legacy/schema.sql) with every legacy row as it was at
--- migration time. Run by `affinity migrate --rollback` (src/db/migrate.rs) in
+-- legacy schema (crates/affinity-testkit/src/legacy/schema.sql) with every
+-- legacy row as it was at migration time. Run by `affinity migrate
+-- --rollback` (src/db/rollback.rs) in
 -- one transaction, after it has refused finalized databases and databases
 -- built empty. Lost: whatever was written after the migration into the new
 -- tables (posts_core, time_series_metrics, organizations, ai_context_logs,

@@ -1,58 +1,18 @@
 //! Configuration: one typed struct, from flags and environment (clap).
-//! Setting names follow the contract README's "Running" table.
+//! Setting names follow the contract README's "Running" table. The command
+//! line around it is `cli.rs`; the types of its values, `values.rs`.
+
+mod cli;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "affinity",
-    version,
-    about = "gRPC service for content similarity, metrics, organizations and AI context over PostgreSQL + pgvector",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// `affinity` with no subcommand serves, with these settings.
-    #[command(flatten)]
-    pub serve: Config,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gRPC service (the default).
-    Serve(Config),
-    /// Print a JWT signed with the service's secret, for local use.
-    Token(TokenArgs),
-    /// Apply the bundled migrations to the database (every pending phase in
-    /// one transaction), then exit. With --rollback: return a migrated legacy
-    /// database to the legacy schema instead.
-    Migrate(MigrateArgs),
-    /// Print verify_migration_integrity() as a table; exit 1 when a check fails.
-    Verify(Config),
-    /// Drop the legacy *_backup tables (finalize_migration_cleanup()), only
-    /// when every integrity check passes. Rollback is impossible afterwards.
-    Finalize(Config),
-}
-
-/// `affinity migrate`: the database settings of `serve`, and the direction.
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// Undo the migrations of a legacy database: the *_backup and archived
-    /// tables become the legacy tables again, with every legacy row; every
-    /// object the migrations created is dropped (with what was written into
-    /// it since). Refused after `affinity finalize`, and on a schema built on
-    /// an empty database.
-    #[arg(long)]
-    pub rollback: bool,
-
-    #[command(flatten)]
-    pub config: Config,
-}
+pub use cli::{Cli, Command, MigrateArgs, TokenArgs, TokenRole};
+pub use values::{redact_url_password, ListenAddr, Schedule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -268,38 +228,6 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// `url` with the password (userinfo after `:`, or a `password=` query
-/// parameter) replaced by `<redacted>`, for logs and diagnostics.
-pub fn redact_url_password(url: &str) -> String {
-    let mut out = url.to_string();
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| authority_start + i);
-    if let Some(at) = url[authority_start..authority_end].rfind('@') {
-        let userinfo = &url[authority_start..authority_start + at];
-        if let Some(colon) = userinfo.find(':') {
-            out = format!(
-                "{}<redacted>{}",
-                &url[..authority_start + colon + 1],
-                &url[authority_start + at..]
-            );
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (base, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{base}{}", query.join("&"));
-    }
-    out
-}
-
 impl Config {
     /// The statement timeout of calls without a client deadline.
     pub fn statement_timeout(&self) -> Option<Duration> {
@@ -327,191 +255,10 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from("affinity-data")
 }
 
-/// Where the gRPC server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    /// A Unix domain socket: for clients on the same host (a BFF or agents
-    /// beside the service); the socket file's permissions say who may
-    /// connect.
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for ListenAddr {
-    type Err = String;
-
-    /// `HOST:PORT`, or `unix:PATH` (also `unix://PATH`, as gRPC clients
-    /// write it).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.strip_prefix("unix:") {
-            Some(path) => {
-                let path = path.strip_prefix("//").unwrap_or(path);
-                if path.is_empty() {
-                    return Err(
-                        "`unix:` needs the socket's path, as in unix:/run/affinity.sock".into(),
-                    );
-                }
-                Ok(ListenAddr::Unix(PathBuf::from(path)))
-            }
-            None => s.parse().map(ListenAddr::Tcp).map_err(|e| {
-                format!("{e}: expected HOST:PORT (as in 127.0.0.1:50051) or unix:PATH")
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
-/// A maintenance job's schedule: a cron expression (UTC), or `off`.
-#[derive(Debug, Clone)]
-pub struct Schedule(Option<croner::Cron>);
-
-impl Schedule {
-    pub fn off() -> Self {
-        Schedule(None)
-    }
-
-    /// The first time the schedule names strictly after `after`; None when
-    /// off (or when the expression names no future time).
-    pub fn next_after(
-        &self,
-        after: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.0.as_ref()?.find_next_occurrence(&after, false).ok()
-    }
-
-    pub fn is_off(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl std::str::FromStr for Schedule {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().eq_ignore_ascii_case("off") {
-            return Ok(Schedule(None));
-        }
-        croner::Cron::from_str(s)
-            .map(|c| Schedule(Some(c)))
-            .map_err(|e| format!("not a cron expression (or `off`): {e}"))
-    }
-}
-
-impl std::fmt::Display for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(c) => f.write_str(c.as_str()),
-            None => f.write_str("off"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TokenRole {
-    Authenticated,
-    #[value(name = "service_role")]
-    ServiceRole,
-}
-
-/// Its `Debug` leaves the secret out.
-#[derive(Clone, Args)]
-pub struct TokenArgs {
-    /// The user's UUID (the token's `sub`).
-    #[arg(long)]
-    pub user: uuid::Uuid,
-    /// `authenticated` (a user) or `service_role` (a trusted backend).
-    #[arg(long, value_enum, default_value = "authenticated")]
-    pub role: TokenRole,
-    /// Lifetime, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub ttl: u64,
-    /// The secret; unset: the one the embedded service generated.
-    #[arg(long, env = "AFFINITY_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// Data directory holding the generated secret.
-    #[arg(long, env = "AFFINITY_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// As for `serve`: when set, the secret must be configured (the
-    /// embedded service's generated one is not in use).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-}
-
-impl std::fmt::Debug for TokenArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenArgs")
-            .field("user", &self.user)
-            .field("role", &self.role)
-            .field("ttl", &self.ttl)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url_password),
-            )
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacting_a_url_hides_the_password_and_keeps_the_rest() {
-        for (url, want) in [
-            (
-                "postgres://app:s3cr%40t@db.example:5432/affinity?sslmode=require",
-                "postgres://app:<redacted>@db.example:5432/affinity?sslmode=require",
-            ),
-            (
-                "postgres://app@db/x?password=hunter2&sslmode=disable",
-                "postgres://app@db/x?password=<redacted>&sslmode=disable",
-            ),
-            ("postgres://app@db/x", "postgres://app@db/x"),
-            ("postgres://db/x?host=/tmp", "postgres://db/x?host=/tmp"),
-        ] {
-            assert_eq!(redact_url_password(url), want);
-        }
-    }
-
-    #[test]
-    fn a_listen_address_is_a_tcp_address_or_a_unix_socket_path() {
-        let parse = |s: &str| s.parse::<ListenAddr>();
-        assert_eq!(
-            parse("127.0.0.1:50051"),
-            Ok(ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 50051))))
-        );
-        assert_eq!(
-            parse("unix:/run/affinity.sock"),
-            Ok(ListenAddr::Unix("/run/affinity.sock".into()))
-        );
-        assert_eq!(
-            parse("unix:///run/affinity.sock"),
-            Ok(ListenAddr::Unix("/run/affinity.sock".into()))
-        );
-        assert_eq!(
-            parse("unix:relative.sock"),
-            Ok(ListenAddr::Unix("relative.sock".into()))
-        );
-        assert!(parse("unix:").unwrap_err().contains("path"));
-        assert!(parse("localhost").unwrap_err().contains("unix:PATH"));
-        assert_eq!(
-            ListenAddr::Unix("/run/a.sock".into()).to_string(),
-            "unix:/run/a.sock"
-        );
-    }
+    use clap::Parser;
 
     #[test]
     fn debug_of_the_config_shows_no_secret() {
@@ -531,5 +278,26 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("db-password-42"), "{shown}");
         assert!(!shown.contains("jwt-secret-of-the-debug-test"), "{shown}");
+    }
+
+    #[test]
+    fn a_performance_switch_is_on_by_default_and_takes_on_off_true_false() {
+        let serve = |args: &[&str]| {
+            let mut argv = vec!["affinity", "serve"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Some(Command::Serve(c))) => Ok((c.warm_connections, c.coalesce_writes)),
+                Ok(other) => panic!("not `serve`: {other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(serve(&[]), Ok((Switch::On, Switch::On)));
+        for (off, on) in [("off", "on"), ("false", "true"), ("0", "1")] {
+            assert_eq!(
+                serve(&["--warm-connections", off, "--coalesce-writes", on]),
+                Ok((Switch::Off, Switch::On))
+            );
+        }
+        assert!(serve(&["--warm-connections", "maybe"]).is_err());
     }
 }
