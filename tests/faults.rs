@@ -260,8 +260,152 @@ const UPSERT_EMBEDDINGS: &str = "UpsertEmbeddings";
 const LOG_AI_CONTEXT: &str = "LogAiContext";
 const LOG_AI_CONTEXT_STREAM: &str = "LogAiContextStream";
 
+/// What every call of a load needs: the channel, the tenant, where the
+/// calls are recorded, and what to send.
+#[derive(Clone)]
+struct Load {
+    channel: Channel,
+    t: Tenant,
+    calls: Calls,
+    shape: Shape,
+}
+
+impl Load {
+    /// `msg` with the tenant's token and the load's deadline.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        with_deadline(msg, &self.t.token, self.shape.deadline)
+    }
+
+    /// [`timed`] into the load's calls, with its deadline: whether the call
+    /// was answered.
+    async fn timed<T>(
+        &self,
+        rpc: &'static str,
+        marker: String,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> bool {
+        timed(&self.calls, rpc, marker, self.shape.deadline, call)
+            .await
+            .is_some()
+    }
+}
+
+/// A task making `call` (given the load and the 1-based round) in a loop
+/// until `stop`; pauses a little after a call that was not answered
+/// (`call` says false) so that a dead server is not spun on.
+fn spawn_loop<F, Fut>(load: &Load, stop: &Arc<AtomicBool>, call: F) -> JoinHandle<()>
+where
+    F: Fn(Load, u64) -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let (load, stop) = (load.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut round = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            round += 1;
+            if !call(load.clone(), round).await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+}
+
+/// One RecordMetrics of a new batch.
+async fn record_metrics_once(l: Load, _: u64) -> bool {
+    let batch = Uuid::new_v4();
+    let req = l.request(metric_batch(l.t.org, batch, l.shape.metric_points));
+    let mut c = proto::metrics_service_client::MetricsServiceClient::new(l.channel.clone());
+    l.timed(RECORD_METRICS, batch.to_string(), c.record_metrics(req))
+        .await
+}
+
+/// One UpsertEmbeddings of a new batch.
+async fn upsert_embeddings_once(l: Load, _: u64) -> bool {
+    let batch = Uuid::new_v4();
+    let req = l.request(embedding_batch(l.t.org, batch, l.shape.embeddings));
+    let mut c = proto::similarity_service_client::SimilarityServiceClient::new(l.channel.clone());
+    l.timed(
+        UPSERT_EMBEDDINGS,
+        embedding_marker(batch),
+        c.upsert_embeddings(req),
+    )
+    .await
+}
+
+/// One LogAiContext of a new key, recorded with the entry id it answers.
+async fn log_ai_context_once(l: Load, _: u64) -> bool {
+    let key = format!("key-{}", Uuid::new_v4());
+    let req = l.request(log_entry(l.t.org, &key));
+    let mut c = proto::ai_context_service_client::AiContextServiceClient::new(l.channel.clone());
+    let (mut call, r) =
+        timed_call(LOG_AI_CONTEXT, key, l.shape.deadline, c.log_ai_context(req)).await;
+    call.id = r.as_ref().map(|r| r.id.clone());
+    l.calls.push(call);
+    r.is_some()
+}
+
+/// One LogAiContextStream of a new batch of keys.
+async fn log_ai_context_stream_once(l: Load, _: u64) -> bool {
+    let batch = format!("stream-{}", Uuid::new_v4());
+    let msgs: Vec<proto::LogAiContextRequest> = stream_keys(&batch, l.shape.stream_entries)
+        .iter()
+        .map(|k| log_entry(l.t.org, k))
+        .collect();
+    let req = l.request(tokio_stream::iter(msgs));
+    let mut c = proto::ai_context_service_client::AiContextServiceClient::new(l.channel.clone());
+    l.timed(LOG_AI_CONTEXT_STREAM, batch, c.log_ai_context_stream(req))
+        .await
+}
+
+/// One read, by turns: ListAiContext, GetMetricsAggregated,
+/// UserHasOrgPermission.
+async fn read_once(l: Load, round: u64) -> bool {
+    let (org, channel) = (l.t.org.to_string(), l.channel.clone());
+    match round % 3 {
+        0 => {
+            let req = l.request(proto::ListAiContextRequest {
+                organization_id: org,
+                page_size: 20,
+                ..Default::default()
+            });
+            let mut c = proto::ai_context_service_client::AiContextServiceClient::new(channel);
+            l.timed("ListAiContext", String::new(), c.list_ai_context(req))
+                .await
+        }
+        1 => {
+            let req = l.request(proto::GetMetricsAggregatedRequest {
+                organization_id: org,
+                entity: entity(Uuid::new_v4()),
+                metric_name: "likes".into(),
+                ..Default::default()
+            });
+            let mut c = proto::metrics_service_client::MetricsServiceClient::new(channel);
+            l.timed(
+                "GetMetricsAggregated",
+                String::new(),
+                c.get_metrics_aggregated(req),
+            )
+            .await
+        }
+        _ => {
+            let req = l.request(proto::UserHasOrgPermissionRequest {
+                user_id: l.t.user.to_string(),
+                organization_id: org,
+                required_role: proto::Role::Viewer as i32,
+            });
+            let mut c = proto::organization_service_client::OrganizationServiceClient::new(channel);
+            l.timed(
+                "UserHasOrgPermission",
+                String::new(),
+                c.user_has_org_permission(req),
+            )
+            .await
+        }
+    }
+}
+
 /// One task per kind of write (and a reader), each calling in a loop until
-/// `stop`; pauses a little after a failure so a dead server is not spun on.
+/// `stop` ([`spawn_loop`]).
 fn spawn_load(
     channel: &Channel,
     t: &Tenant,
@@ -269,169 +413,22 @@ fn spawn_load(
     stop: &Arc<AtomicBool>,
     shape: Shape,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    let pause = || tokio::time::sleep(Duration::from_millis(20));
-    {
-        let (mut c, t, calls, stop) = (
-            proto::metrics_service_client::MetricsServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = Uuid::new_v4();
-                let req = metric_batch(t.org, batch, shape.metric_points);
-                let r = timed(
-                    &calls,
-                    RECORD_METRICS,
-                    batch.to_string(),
-                    shape.deadline,
-                    c.record_metrics(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
-    {
-        let (mut c, t, calls, stop) = (
-            proto::similarity_service_client::SimilarityServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = Uuid::new_v4();
-                let req = embedding_batch(t.org, batch, shape.embeddings);
-                let r = timed(
-                    &calls,
-                    UPSERT_EMBEDDINGS,
-                    embedding_marker(batch),
-                    shape.deadline,
-                    c.upsert_embeddings(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
-    {
-        let (mut c, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let key = format!("key-{}", Uuid::new_v4());
-                let req = log_entry(t.org, &key);
-                let (mut call, r) = timed_call(
-                    LOG_AI_CONTEXT,
-                    key,
-                    shape.deadline,
-                    c.log_ai_context(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                call.id = r.as_ref().map(|r| r.id.clone());
-                calls.push(call);
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
+    let load = Load {
+        channel: channel.clone(),
+        t: t.clone(),
+        calls: calls.clone(),
+        shape,
+    };
+    let mut tasks = vec![
+        spawn_loop(&load, stop, record_metrics_once),
+        spawn_loop(&load, stop, upsert_embeddings_once),
+        spawn_loop(&load, stop, log_ai_context_once),
+    ];
     if shape.stream_entries > 0 {
-        let (mut c, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = format!("stream-{}", Uuid::new_v4());
-                let msgs: Vec<proto::LogAiContextRequest> =
-                    stream_keys(&batch, shape.stream_entries)
-                        .iter()
-                        .map(|k| log_entry(t.org, k))
-                        .collect();
-                let req = with_deadline(tokio_stream::iter(msgs), &t.token, shape.deadline);
-                let r = timed(
-                    &calls,
-                    LOG_AI_CONTEXT_STREAM,
-                    batch,
-                    shape.deadline,
-                    c.log_ai_context_stream(req),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
+        tasks.push(spawn_loop(&load, stop, log_ai_context_stream_once));
     }
     if shape.reads {
-        let (mut ai, mut met, mut org, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            proto::metrics_service_client::MetricsServiceClient::new(channel.clone()),
-            proto::organization_service_client::OrganizationServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let d = shape.deadline;
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                i += 1;
-                let failed = match i % 3 {
-                    0 => {
-                        let req = proto::ListAiContextRequest {
-                            organization_id: t.org.to_string(),
-                            page_size: 20,
-                            ..Default::default()
-                        };
-                        let call = ai.list_ai_context(with_deadline(req, &t.token, d));
-                        timed(&calls, "ListAiContext", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                    1 => {
-                        let req = proto::GetMetricsAggregatedRequest {
-                            organization_id: t.org.to_string(),
-                            entity: entity(Uuid::new_v4()),
-                            metric_name: "likes".into(),
-                            ..Default::default()
-                        };
-                        let call = met.get_metrics_aggregated(with_deadline(req, &t.token, d));
-                        timed(&calls, "GetMetricsAggregated", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                    _ => {
-                        let req = proto::UserHasOrgPermissionRequest {
-                            user_id: t.user.to_string(),
-                            organization_id: t.org.to_string(),
-                            required_role: proto::Role::Viewer as i32,
-                        };
-                        let call = org.user_has_org_permission(with_deadline(req, &t.token, d));
-                        timed(&calls, "UserHasOrgPermission", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                };
-                if failed {
-                    pause().await;
-                }
-            }
-        }));
+        tasks.push(spawn_loop(&load, stop, read_once));
     }
     tasks
 }
