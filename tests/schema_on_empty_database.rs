@@ -83,27 +83,27 @@ async fn new_user(pool: &PgPool) -> (Uuid, Uuid) {
     (user, org)
 }
 
-async fn put_embedding(
-    pool: &PgPool,
-    org: Uuid,
-    entity_type: &str,
-    id: Uuid,
-    model: &str,
-    v: &[f32],
-) {
-    sqlx::query(
-        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-         VALUES ($1, $2, $3, $4, $5, $6::vector)",
-    )
-    .bind(org)
-    .bind(entity_type)
-    .bind(id)
-    .bind(model)
-    .bind(v.len() as i32)
-    .bind(vector_literal(v))
-    .execute(pool)
-    .await
-    .unwrap();
+/// One embedding to store: organization, entity type, entity id, model,
+/// vector.
+type EmbeddingRow = (Uuid, &'static str, Uuid, &'static str, Vec<f32>);
+
+/// Stores each of `rows` with plain SQL.
+async fn put_embeddings(pool: &PgPool, rows: &[EmbeddingRow]) {
+    for (org, entity_type, id, model, v) in rows {
+        sqlx::query(
+            "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+             VALUES ($1, $2, $3, $4, $5, $6::vector)",
+        )
+        .bind(org)
+        .bind(entity_type)
+        .bind(id)
+        .bind(model)
+        .bind(v.len() as i32)
+        .bind(vector_literal(v))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -274,60 +274,18 @@ async fn find_similar_content_leaves_out_the_source_and_other_organizations() {
     let other_model = Uuid::new_v4();
     let chat = Uuid::new_v4();
     let in_b = Uuid::new_v4();
-    put_embedding(
+    put_embeddings(
         &db.pool,
-        org_a,
-        "post",
-        source,
-        "m1",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        near,
-        "m1",
-        &unit_vector(384, 0, 0.02),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        far,
-        "m1",
-        &unit_vector(384, 5, 0.0),
-    )
-    .await;
-    // Same direction, other model: never compared with m1.
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        other_model,
-        "m2",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "chat_message",
-        chat,
-        "m1",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    // Identical vector in organization B: must never show up.
-    put_embedding(
-        &db.pool,
-        org_b,
-        "post",
-        in_b,
-        "m1",
-        &unit_vector(384, 0, 0.0),
+        &[
+            (org_a, "post", source, "m1", unit_vector(384, 0, 0.0)),
+            (org_a, "post", near, "m1", unit_vector(384, 0, 0.02)),
+            (org_a, "post", far, "m1", unit_vector(384, 5, 0.0)),
+            // Same direction, other model: never compared with m1.
+            (org_a, "post", other_model, "m2", unit_vector(384, 0, 0.0)),
+            (org_a, "chat_message", chat, "m1", unit_vector(384, 0, 0.0)),
+            // Identical vector in organization B: must never show up.
+            (org_b, "post", in_b, "m1", unit_vector(384, 0, 0.0)),
+        ],
     )
     .await;
 
@@ -623,22 +581,12 @@ async fn find_similar_content_leaves_the_callers_search_settings_alone() {
     let db = TestDb::migrated().await;
     let (_, org) = new_user(&db.pool).await;
     let source = Uuid::new_v4();
-    put_embedding(
+    put_embeddings(
         &db.pool,
-        org,
-        "post",
-        source,
-        "m",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org,
-        "post",
-        Uuid::new_v4(),
-        "m",
-        &unit_vector(384, 1, 0.0),
+        &[
+            (org, "post", source, "m", unit_vector(384, 0, 0.0)),
+            (org, "post", Uuid::new_v4(), "m", unit_vector(384, 1, 0.0)),
+        ],
     )
     .await;
     let mut tx = db.pool.begin().await.unwrap();
