@@ -18,6 +18,7 @@ use affinity::legacy::LegacyConfig;
 use affinity::proto;
 use common::process::ServiceProcess;
 use common::server::{authed, new_tenant, service_token, Tenant};
+use common::wait::{eventually, seen};
 use common::TestDb;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -87,35 +88,48 @@ impl Calls {
         self.0.lock().expect("calls lock").clone()
     }
 
-    /// How many OK calls of `rpc` started at or after `since`.
-    fn oks_since(&self, rpc: &str, since: Instant) -> usize {
+    /// How many calls of `rpc` started at or after `since` ended with `code`.
+    fn count_since(&self, rpc: &str, code: Code, since: Instant) -> usize {
         self.0
             .lock()
             .expect("calls lock")
             .iter()
-            .filter(|c| c.rpc == rpc && c.started >= since && c.ok())
+            .filter(|c| c.rpc == rpc && c.started >= since && c.code == Some(code))
             .count()
     }
 
     /// Waits (at most `within`) until each of `rpcs` has `n` OK calls
     /// started at or after `since`.
     async fn wait_oks(&self, rpcs: &[&str], n: usize, since: Instant, within: Duration) {
-        let until = Instant::now() + within;
-        loop {
+        self.wait_for(Code::Ok, rpcs, n, since, within).await;
+    }
+
+    /// Waits (at most `within`) until each of `rpcs` has `n` calls started
+    /// at or after `since` that ended with `code`.
+    async fn wait_for(
+        &self,
+        code: Code,
+        rpcs: &[&str],
+        n: usize,
+        since: Instant,
+        within: Duration,
+    ) {
+        eventually(within, || async {
             let missing: Vec<&str> = rpcs
                 .iter()
                 .copied()
-                .filter(|rpc| self.oks_since(rpc, since) < n)
+                .filter(|rpc| self.count_since(rpc, code, since) < n)
                 .collect();
             if missing.is_empty() {
-                return;
+                return Ok(());
             }
-            if Instant::now() > until {
-                let tail: Vec<String> = self.all().iter().rev().take(12).map(Call::brief).collect();
-                panic!("no {n} successful calls of {missing:?} within {within:?}; last calls: {tail:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let calls = self.0.lock().expect("calls lock");
+            let tail: Vec<String> = calls.iter().rev().take(12).map(Call::brief).collect();
+            Err(format!(
+                "not {n} calls of {missing:?} ended {code:?}; last calls: {tail:#?}"
+            ))
+        })
+        .await;
     }
 }
 
@@ -634,6 +648,19 @@ async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle
     (seen, task)
 }
 
+/// Waits until a watch has seen health go NOT_SERVING (`watched`): the
+/// service has noticed the database is gone.
+async fn wait_not_serving(watched: &Mutex<Vec<i32>>) {
+    eventually(RECOVERY, || async {
+        let statuses = watched.lock().expect("health lock").clone();
+        seen(
+            statuses.contains(&(ServingStatus::NotServing as i32)),
+            format!("health: {statuses:?} (1 SERVING, 2 NOT_SERVING)"),
+        )
+    })
+    .await;
+}
+
 /// Health went NOT_SERVING and then SERVING again, as `seen` by a watch.
 fn assert_health_followed_the_database(seen: &Mutex<Vec<i32>>) {
     let seen = seen.lock().expect("health lock").clone();
@@ -649,14 +676,14 @@ fn assert_health_followed_the_database(seen: &Mutex<Vec<i32>>) {
 }
 
 async fn wait_health(svc: &ServiceProcess, want: ServingStatus, within: Duration) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if svc.health().await == Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("health was not {want:?} within {within:?}:\n{}", svc.log());
+    eventually(within, || async {
+        let health = svc.health().await;
+        seen(
+            health == Some(want),
+            format!("health {health:?}, not {want:?}:\n{}", svc.log()),
+        )
+    })
+    .await;
 }
 
 /// SIGTERM, then a clean exit within the grace period (the service's
@@ -711,8 +738,12 @@ async fn database_restart_under_load(mode: ShutdownMode) {
 
     let down = Instant::now();
     tokio::task::block_in_place(|| db.cluster().stop_with(mode)).expect("stopping PostgreSQL");
-    // A while without any server: calls must fail fast, not wait.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A while without any server: calls must fail fast, not wait. Until
+    // the service has noticed, and each writer has met the outage.
+    wait_not_serving(&health).await;
+    calls
+        .wait_for(Code::Unavailable, &writers, 3, down, RECOVERY)
+        .await;
     tokio::task::block_in_place(|| db.cluster().restart_stopped())
         .expect("starting PostgreSQL again");
     let up = Instant::now();
@@ -797,8 +828,19 @@ async fn while_the_database_refuses_connections_during_recovery_calls_are_unavai
     })
     .expect("restarting PostgreSQL as a standby");
     let refusing = Instant::now();
-    // Calls meet the refusing server for longer than their deadline.
-    tokio::time::sleep(DEADLINE * 2).await;
+    // Calls meet the refusing server for longer than their deadline: until
+    // the service has noticed, and each writer has been refused a call it
+    // made a deadline after the refusals began.
+    wait_not_serving(&health).await;
+    calls
+        .wait_for(
+            Code::Unavailable,
+            &writers,
+            1,
+            refusing + DEADLINE,
+            RECOVERY,
+        )
+        .await;
     tokio::task::block_in_place(|| db.cluster().promote()).expect("promoting PostgreSQL");
     let up = Instant::now();
     calls.wait_oks(&writers, 3, up, RECOVERY).await;
@@ -1106,8 +1148,7 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         let req = with_deadline(req, &t.token, Duration::from_secs(60));
         tokio::spawn(async move { sim.upsert_embeddings(req).await })
     };
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE application_name = 'affinity' AND wait_event_type = 'Lock'",
@@ -1115,15 +1156,9 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         .fetch_one(&db.pool)
         .await
         .expect("reading pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the upsert never waited on the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        seen(waiting > 0, "the upsert never waited on the lock")
+    })
+    .await;
 
     // Quick calls keep coming on the same connection meanwhile.
     let shape = Shape {
