@@ -96,6 +96,8 @@ struct Service {
     child: Child,
     addr: String,
     log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`: it ends with the pipe.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
@@ -120,14 +122,19 @@ impl Service {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        Service { child, addr, log }
+        Service {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
     }
 
     fn channel(&self) -> Channel {
@@ -158,8 +165,10 @@ impl Service {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap();
-        // The reader thread ends with the pipe; give it a moment to drain.
-        std::thread::sleep(Duration::from_millis(200));
+        // The reader thread ends with the pipe, once it has drained it.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader thread");
+        }
         self.log()
     }
 }
