@@ -58,6 +58,13 @@ fn rec(entity_type: &str, id: Uuid, model: &str, vector: &[f32]) -> proto::Embed
     }
 }
 
+/// `v` with `x` at `i`.
+fn spoilt(v: &[f32], i: usize, x: f32) -> Vec<f32> {
+    let mut v = v.to_vec();
+    v[i] = x;
+    v
+}
+
 /// A named way to spoil a valid request.
 type Spoiler<'a, T> = (&'a str, Box<dyn Fn(&mut T) + 'a>);
 
@@ -169,6 +176,11 @@ async fn count_rows(s: &TestServer, org: Uuid) -> i64 {
         .unwrap()
 }
 
+/// `org` has `n` rows in `embeddings`, for the reason `why`.
+async fn assert_rows(s: &TestServer, org: Uuid, n: i64, why: &str) {
+    assert_eq!(count_rows(s, org).await, n, "{why}");
+}
+
 /// The stored vector of (org, type, id, model), if any.
 async fn stored(s: &TestServer, org: Uuid, et: &str, id: Uuid, model: &str) -> Option<Vec<f32>> {
     let v: Option<pgvector::Vector> = sqlx::query_scalar(
@@ -199,7 +211,7 @@ fn ids(items: &Items) -> HashSet<Uuid> {
 // ------------------------------------------------------------- happy paths
 
 /// 20 posts and 5 chat messages of random 384-dimension vectors under
-/// model m1, upserted into a new tenant's organization.
+/// model m1, upserted into a new tenant's organization on a new server.
 struct PostsAndChats {
     t: Tenant,
     posts: Vec<(Uuid, Vec<f32>)>,
@@ -207,7 +219,9 @@ struct PostsAndChats {
 }
 
 impl PostsAndChats {
-    async fn upsert(s: &TestServer, r: &mut ChaCha8Rng) -> PostsAndChats {
+    async fn start() -> (TestServer, PostsAndChats) {
+        let s = TestServer::start().await;
+        let r = &mut rng(1);
         let t = s.new_tenant().await;
         let posts: Vec<(Uuid, Vec<f32>)> = (0..20)
             .map(|_| (Uuid::new_v4(), random_vec(r, 384)))
@@ -224,8 +238,8 @@ impl PostsAndChats {
                 .iter()
                 .map(|(id, v)| rec("chat_message", *id, "m1", v)),
         );
-        assert_eq!(upsert(s, &t.token, t.org, batch).await.unwrap(), 25);
-        PostsAndChats { t, posts, chats }
+        assert_eq!(upsert(&s, &t.token, t.org, batch).await.unwrap(), 25);
+        (s, PostsAndChats { t, posts, chats })
     }
 
     /// Every item: type, id, vector.
@@ -240,9 +254,7 @@ impl PostsAndChats {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upserted_vectors_are_stored_as_sent_and_searched_nearest_first_by_cosine_similarity() {
-    let s = TestServer::start().await;
-    let mut r = rng(1);
-    let data = PostsAndChats::upsert(&s, &mut r).await;
+    let (s, data) = PostsAndChats::start().await;
     let (t, posts) = (&data.t, &data.posts);
     assert_eq!(count_rows(&s, t.org).await, 25);
     assert_eq!(
@@ -271,9 +283,7 @@ async fn upserted_vectors_are_stored_as_sent_and_searched_nearest_first_by_cosin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn search_by_vector_honours_max_results_the_threshold_and_entity_types() {
-    let s = TestServer::start().await;
-    let mut r = rng(1);
-    let data = PostsAndChats::upsert(&s, &mut r).await;
+    let (s, data) = PostsAndChats::start().await;
     let (t, posts) = (&data.t, &data.posts);
     let all = data.all();
     let q = &posts[0].1;
@@ -314,12 +324,11 @@ async fn search_by_vector_honours_max_results_the_threshold_and_entity_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn search_by_vector_keeps_models_apart_and_answers_each_item_once_with_its_best_model() {
-    let s = TestServer::start().await;
-    let mut r = rng(1);
-    let PostsAndChats { t, posts, chats } = PostsAndChats::upsert(&s, &mut r).await;
+    let (s, PostsAndChats { t, posts, chats }) = PostsAndChats::start().await;
     let q = &posts[0].1;
 
     // Models are kept apart: the same entities under model m2 with other vectors.
+    let mut r = rng(13);
     let other: Vec<Vec<f32>> = posts.iter().map(|_| random_vec(&mut r, 384)).collect();
     let batch = posts
         .iter()
@@ -374,8 +383,8 @@ async fn search_by_vector_keeps_models_apart_and_answers_each_item_once_with_its
 async fn search_by_vector_ranks_identical_vectors_by_entity_type_then_entity_id() {
     let s = TestServer::start().await;
     let t = s.new_tenant().await;
-    let mut r = rng(1);
-    let tie = random_vec(&mut r, 384);
+    // Identical vectors: four posts, and a comment with the first post's id.
+    let tie = random_vec(&mut rng(1), 384);
     let mut tied: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let batch = tied
         .iter()
@@ -839,19 +848,21 @@ async fn upsert_duplicate_keys_in_one_request_last_wins() {
 
 // -------------------------------------------------------------- error codes
 
-/// A new tenant whose organization holds `n` posts of one random vector
-/// under model m: the tenant, the first post's id and the vector.
-async fn tenant_with_posts(s: &TestServer, seed: u64, n: usize) -> (Tenant, Uuid, Vec<f32>) {
+/// A server and a new tenant whose organization holds `n` posts of one
+/// random vector under model m: the server, the tenant, the first post's id
+/// and the vector.
+async fn server_with_posts(seed: u64, n: usize) -> (TestServer, Tenant, Uuid, Vec<f32>) {
+    let s = TestServer::start().await;
     let t = s.new_tenant().await;
     let mut r = rng(seed);
     let v = random_vec(&mut r, 384);
     let a = Uuid::new_v4();
-    upsert(s, &t.token, t.org, vec![rec("post", a, "m", &v)])
+    upsert(&s, &t.token, t.org, vec![rec("post", a, "m", &v)])
         .await
         .unwrap();
     for _ in 1..n {
         upsert(
-            s,
+            &s,
             &t.token,
             t.org,
             vec![rec("post", Uuid::new_v4(), "m", &v)],
@@ -859,7 +870,7 @@ async fn tenant_with_posts(s: &TestServer, seed: u64, n: usize) -> (Tenant, Uuid
         .await
         .unwrap();
     }
-    (t, a, v)
+    (s, t, a, v)
 }
 
 /// The codes of the four RPCs (FindSimilarContent of `source`,
@@ -896,8 +907,7 @@ async fn codes(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_similarity_rpc_refuses_a_missing_garbage_foreign_or_expired_token_as_unauthenticated(
 ) {
-    let s = TestServer::start().await;
-    let (t, a, v) = tenant_with_posts(&s, 7, 2).await;
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     // No token; garbage; wrongly signed; expired.
     assert_eq!(
         codes(&s, t.org, a, &v, |r| r).await,
@@ -925,8 +935,7 @@ async fn every_similarity_rpc_refuses_a_missing_garbage_foreign_or_expired_token
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_similarity_rpc_denies_a_non_member_even_for_an_organization_that_does_not_exist() {
-    let s = TestServer::start().await;
-    let (t, a, v) = tenant_with_posts(&s, 7, 2).await;
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     let stranger = user_token(Uuid::new_v4());
     assert_eq!(
         codes(&s, t.org, a, &v, |r| r.token(&stranger)).await,
@@ -942,8 +951,7 @@ async fn every_similarity_rpc_denies_a_non_member_even_for_an_organization_that_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_viewer_may_only_read_embeddings_while_editors_owners_and_service_role_also_write() {
-    let s = TestServer::start().await;
-    let (t, a, v) = tenant_with_posts(&s, 7, 2).await;
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     let viewer = member(&s, t.org, Role::Viewer).await;
     assert_eq!(
         codes(&s, t.org, a, &v, |r| r.token(&viewer)).await,
@@ -1017,11 +1025,29 @@ impl Request4 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_of_a_source_without_an_embedding_of_its_type_is_not_found() {
+    let (s, t, a, _) = server_with_posts(8, 1).await;
+    let mut c = s.similarity();
+
+    // NOT_FOUND: the source has no embedding.
+    let err = c
+        .find_similar_content(authed(similar_req(t.org, "post", Uuid::new_v4()), &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Same id, another type.
+    let err = c
+        .find_similar_content(authed(similar_req(t.org, "chat_message", a), &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn find_similar_content_refuses_malformed_requests_as_invalid_arguments_and_accepts_the_edges(
 ) {
-    let s = TestServer::start().await;
-    let (t, a, _) = tenant_with_posts(&s, 8, 1).await;
-    let tok = &t.token;
+    let (s, t, a, _) = server_with_posts(8, 1).await;
     let mut c = s.similarity();
 
     // FindSimilarContent.
@@ -1081,7 +1107,10 @@ async fn find_similar_content_refuses_malformed_requests_as_invalid_arguments_an
     for (what, f) in &bad_similar {
         let mut q = similar_req(t.org, "post", a);
         f(&mut q);
-        let err = c.find_similar_content(authed(q, tok)).await.unwrap_err();
+        let err = c
+            .find_similar_content(authed(q, &t.token))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
         assert!(!err.message().is_empty());
     }
@@ -1090,26 +1119,20 @@ async fn find_similar_content_refuses_malformed_requests_as_invalid_arguments_an
         let mut q = similar_req(t.org, "post", a);
         q.similarity_threshold = th;
         q.max_results = k;
-        c.find_similar_content(authed(q, tok)).await.unwrap();
+        c.find_similar_content(authed(q, &t.token)).await.unwrap();
     }
-
     s.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn search_by_vector_refuses_malformed_requests_as_invalid_arguments_and_accepts_a_200_byte_model(
 ) {
-    let s = TestServer::start().await;
-    let (t, _, v) = tenant_with_posts(&s, 8, 1).await;
-    let tok = &t.token;
+    let (s, t, _, v) = server_with_posts(8, 1).await;
     let mut c = s.similarity();
 
-    let mut with_nan = v.clone();
-    with_nan[0] = f32::NAN;
-    let mut with_inf = v.clone();
-    with_inf[383] = f32::INFINITY;
-    let mut with_neg_inf = v.clone();
-    with_neg_inf[1] = f32::NEG_INFINITY;
+    let with_nan = spoilt(&v, 0, f32::NAN);
+    let with_inf = spoilt(&v, 383, f32::INFINITY);
+    let with_neg_inf = spoilt(&v, 1, f32::NEG_INFINITY);
 
     // SearchByVector.
     type S = proto::SearchByVectorRequest;
@@ -1168,28 +1191,23 @@ async fn search_by_vector_refuses_malformed_requests_as_invalid_arguments_and_ac
     for (what, f) in &bad_search {
         let mut q = search_req(t.org, &v);
         f(&mut q);
-        let err = c.search_by_vector(authed(q, tok)).await.unwrap_err();
+        let err = c.search_by_vector(authed(q, &t.token)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
     let mut q = search_req(t.org, &v);
     q.model = "m".repeat(200);
     q.max_results = 1000;
-    c.search_by_vector(authed(q, tok)).await.unwrap();
-
+    c.search_by_vector(authed(q, &t.token)).await.unwrap();
     s.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upsert_embeddings_refuses_malformed_records_as_invalid_arguments_and_accepts_a_200_byte_model(
 ) {
-    let s = TestServer::start().await;
-    let (t, a, v) = tenant_with_posts(&s, 8, 1).await;
-    let tok = &t.token;
+    let (s, t, a, v) = server_with_posts(8, 1).await;
 
-    let mut with_nan = v.clone();
-    with_nan[0] = f32::NAN;
-    let mut with_inf = v.clone();
-    with_inf[383] = f32::INFINITY;
+    let with_nan = spoilt(&v, 0, f32::NAN);
+    let with_inf = spoilt(&v, 383, f32::INFINITY);
 
     // UpsertEmbeddings.
     type U = proto::EmbeddingRecord;
@@ -1225,11 +1243,14 @@ async fn upsert_embeddings_refuses_malformed_records_as_invalid_arguments_and_ac
     for (what, f) in &bad_records {
         let mut e = rec("post", Uuid::new_v4(), "m", &v);
         f(&mut e);
-        let err = upsert(&s, tok, t.org, vec![e]).await.unwrap_err();
+        let err = upsert(&s, &t.token, t.org, vec![e]).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
     assert_eq!(
-        upsert(&s, tok, t.org, vec![]).await.unwrap_err().code(),
+        upsert(&s, &t.token, t.org, vec![])
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
     let err = s
@@ -1239,29 +1260,27 @@ async fn upsert_embeddings_refuses_malformed_records_as_invalid_arguments_and_ac
                 organization_id: "nope".into(),
                 embeddings: vec![rec("post", a, "m", &v)],
             },
-            tok,
+            &t.token,
         ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     // 200 bytes of model name are fine.
-    upsert(&s, tok, t.org, vec![rec("post", a, &"é".repeat(100), &v)])
-        .await
-        .unwrap();
-
-    assert_eq!(
-        count_rows(&s, t.org).await,
-        2,
-        "no failed call wrote anything"
-    );
+    upsert(
+        &s,
+        &t.token,
+        t.org,
+        vec![rec("post", a, &"é".repeat(100), &v)],
+    )
+    .await
+    .unwrap();
+    assert_rows(&s, t.org, 2, "no failed call wrote anything").await;
     s.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_embeddings_refuses_malformed_requests_as_invalid_arguments_and_deletes_nothing() {
-    let s = TestServer::start().await;
-    let (t, a, _) = tenant_with_posts(&s, 8, 1).await;
-    let tok = &t.token;
+    let (s, t, a, _) = server_with_posts(8, 1).await;
 
     // DeleteEmbeddings.
     for (what, entities) in [
@@ -1284,38 +1303,12 @@ async fn delete_embeddings_refuses_malformed_requests_as_invalid_arguments_and_d
             }],
         ),
     ] {
-        let err = delete(&s, tok, t.org, entities).await.unwrap_err();
+        let err = delete(&s, &t.token, t.org, entities).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
-    let err = delete(&s, tok, Uuid::nil(), vec![]).await.unwrap_err();
+    let err = delete(&s, &t.token, Uuid::nil(), vec![]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        count_rows(&s, t.org).await,
-        1,
-        "no failed call deleted anything"
-    );
-    s.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn find_similar_content_of_a_source_without_an_embedding_of_its_type_is_not_found() {
-    let s = TestServer::start().await;
-    let (t, a, _) = tenant_with_posts(&s, 8, 1).await;
-    let tok = &t.token;
-    let mut c = s.similarity();
-
-    // NOT_FOUND: the source has no embedding.
-    let err = c
-        .find_similar_content(authed(similar_req(t.org, "post", Uuid::new_v4()), tok))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    // Same id, another type.
-    let err = c
-        .find_similar_content(authed(similar_req(t.org, "chat_message", a), tok))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_rows(&s, t.org, 1, "no failed call deleted anything").await;
     s.shutdown().await.unwrap();
 }
 
