@@ -17,7 +17,7 @@ use affinity::db::cluster::ShutdownMode;
 use affinity::legacy::LegacyConfig;
 use affinity::proto;
 use common::process::ServiceProcess;
-use common::server::{authed, new_tenant, service_token, Tenant};
+use common::server::{aggregation, authed, new_tenant, service_token, Tenant};
 use common::wait::{eventually, seen};
 use common::TestDb;
 use futures::StreamExt;
@@ -372,48 +372,33 @@ async fn log_ai_context_stream_once(l: Load, _: u64) -> bool {
 }
 
 /// One read, by turns: ListAiContext, GetMetricsAggregated,
-/// UserHasOrgPermission.
+/// UserHasOrgPermission (recorded without a marker).
 async fn read_once(l: Load, round: u64) -> bool {
-    let (org, channel) = (l.t.org.to_string(), l.channel.clone());
+    let channel = l.channel.clone();
     match round % 3 {
         0 => {
-            let req = l.request(proto::ListAiContextRequest {
-                organization_id: org,
+            let mut c = proto::ai_context_service_client::AiContextServiceClient::new(channel);
+            let call = c.list_ai_context(l.request(proto::ListAiContextRequest {
+                organization_id: l.t.org.to_string(),
                 page_size: 20,
                 ..Default::default()
-            });
-            let mut c = proto::ai_context_service_client::AiContextServiceClient::new(channel);
-            l.timed("ListAiContext", String::new(), c.list_ai_context(req))
-                .await
+            }));
+            l.timed("ListAiContext", String::new(), call).await
         }
         1 => {
-            let req = l.request(proto::GetMetricsAggregatedRequest {
-                organization_id: org,
-                entity: entity(Uuid::new_v4()),
-                metric_name: "likes".into(),
-                ..Default::default()
-            });
             let mut c = proto::metrics_service_client::MetricsServiceClient::new(channel);
-            l.timed(
-                "GetMetricsAggregated",
-                String::new(),
-                c.get_metrics_aggregated(req),
-            )
-            .await
+            let call = c.get_metrics_aggregated(l.request(aggregation(l.t.org)));
+            l.timed("GetMetricsAggregated", String::new(), call).await
         }
         _ => {
-            let req = l.request(proto::UserHasOrgPermissionRequest {
+            let permission = proto::UserHasOrgPermissionRequest {
                 user_id: l.t.user.to_string(),
-                organization_id: org,
+                organization_id: l.t.org.to_string(),
                 required_role: proto::Role::Viewer as i32,
-            });
+            };
             let mut c = proto::organization_service_client::OrganizationServiceClient::new(channel);
-            l.timed(
-                "UserHasOrgPermission",
-                String::new(),
-                c.user_has_org_permission(req),
-            )
-            .await
+            let call = c.user_has_org_permission(l.request(permission));
+            l.timed("UserHasOrgPermission", String::new(), call).await
         }
     }
 }
