@@ -49,26 +49,23 @@ pub async fn metrics_caught_up(channel: &Channel, pool: &PgPool, org: Uuid) {
             }),
             time_zone: "UTC".into(),
         };
-        proto::metrics_service_client::MetricsServiceClient::new(channel.clone())
-            .get_metrics_aggregated(authed(req, &service_token()))
+        let mut metrics = proto::metrics_service_client::MetricsServiceClient::new(channel.clone());
+        let answer = metrics.get_metrics_aggregated(authed(req, &service_token()));
+        let buckets = answer
             .await
             .expect("aggregating the probe")
             .into_inner()
-            .buckets
-            .iter()
-            .map(|b| b.count)
-            .sum::<u64>()
+            .buckets;
+        buckets.iter().map(|b| b.count).sum::<u64>()
     };
     assert_eq!(points().await, 0, "a new probe has no points");
-    sqlx::query(
+    execute(
+        pool,
         "INSERT INTO time_series_metrics (organization_id, entity_type, entity_id, metric_name, value, recorded_at)
          VALUES ($1, 'post', $2, 'caught-up-probe', 1, '2026-01-01T12:00:00Z')",
+        (org, probe),
     )
-    .bind(org)
-    .bind(probe)
-    .execute(pool)
-    .await
-    .expect("inserting the probe's point");
+    .await;
     eventually(WITHIN, || async {
         match points().await {
             1 => Ok(()),
@@ -103,23 +100,31 @@ pub async fn membership_caught_up(channel: &Channel, pool: &PgPool, org: Uuid) {
     };
     // A profile first (not announced): a member needs one, and its
     // organization (any will do).
-    sqlx::query("INSERT INTO user_profiles (id, organization_id) VALUES ($1, $2)")
-        .bind(user)
-        .bind(org)
-        .execute(pool)
-        .await
-        .expect("adding the probe user's profile");
-    assert!(!allowed().await, "a new user is not a member");
-    sqlx::query(
-        "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'viewer')",
+    execute(
+        pool,
+        "INSERT INTO user_profiles (id, organization_id) VALUES ($1, $2)",
+        (user, org),
     )
-    .bind(org)
-    .bind(user)
-    .execute(pool)
-    .await
-    .expect("adding the probe member");
+    .await;
+    assert!(!allowed().await, "a new user is not a member");
+    execute(
+        pool,
+        "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'viewer')",
+        (org, user),
+    )
+    .await;
     eventually(WITHIN, || async {
         super::wait::seen(allowed().await, "the probe user is still not a member")
     })
     .await;
+}
+
+/// Runs `statement` with `$1` and `$2` bound to `params`.
+async fn execute(pool: &PgPool, statement: &str, params: (Uuid, Uuid)) {
+    sqlx::query(statement)
+        .bind(params.0)
+        .bind(params.1)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
