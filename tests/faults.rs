@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest, HealthCheckResponse};
 use uuid::Uuid;
 
 /// The deadline of every call of a load.
@@ -599,27 +599,34 @@ fn sent(calls: &[Call]) -> Vec<Call> {
         .collect()
 }
 
-/// Every status a health Watch stream (on a connection of its own) sends,
-/// from the first one (received before this returns) until the task is
-/// aborted.
-async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle<()>) {
+/// A health Watch stream on a connection of its own.
+async fn health_watch(svc: &ServiceProcess) -> tonic::Streaming<HealthCheckResponse> {
     let channel = Channel::from_shared(format!("http://{}", svc.addr))
         .expect("a channel URL")
         .connect()
         .await
         .expect("connecting");
-    let mut watch = HealthClient::new(channel)
+    HealthClient::new(channel)
         .watch(HealthCheckRequest {
             service: String::new(),
         })
         .await
         .expect("watching health")
-        .into_inner();
-    let first = watch
-        .next()
+        .into_inner()
+}
+
+/// The next status a health watch sends, if any.
+async fn next_status(watch: &mut tonic::Streaming<HealthCheckResponse>) -> Option<i32> {
+    watch.next().await.and_then(|r| r.ok()).map(|r| r.status)
+}
+
+/// Every status a health Watch stream (on a connection of its own) sends,
+/// from the first one (received before this returns) until the task is
+/// aborted.
+async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle<()>) {
+    let mut watch = health_watch(svc).await;
+    let first = next_status(&mut watch)
         .await
-        .and_then(|r| r.ok())
-        .map(|r| r.status)
         .expect("a first health status");
     let seen = Arc::new(Mutex::new(vec![first]));
     let task = {
@@ -1164,28 +1171,14 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         )
         .await;
 
-    // A health watch on a connection of its own.
-    let watch_channel = Channel::from_shared(format!("http://{}", svc.addr))
-        .expect("a channel URL")
-        .connect()
-        .await
-        .expect("connecting");
-    let mut watch = HealthClient::new(watch_channel)
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("watching health")
-        .into_inner();
-    let first = watch.next().await.and_then(|r| r.ok()).map(|r| r.status);
+    let mut watch = health_watch(&svc).await;
+    let first = next_status(&mut watch).await;
     assert_eq!(first, Some(ServingStatus::Serving as i32));
 
     svc.signal(libc::SIGTERM);
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let next = tokio::time::timeout(Duration::from_secs(10), next_status(&mut watch))
         .await
-        .expect("a health update after SIGTERM")
-        .and_then(|r| r.ok())
-        .map(|r| r.status);
+        .expect("a health update after SIGTERM");
     assert_eq!(next, Some(ServingStatus::NotServing as i32));
     drop(watch);
     // The slow call holds the service up: it cannot have exited.
