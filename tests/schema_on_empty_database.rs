@@ -165,22 +165,21 @@ async fn migrations_build_every_table_view_and_function_on_an_empty_database() {
 #[tokio::test]
 async fn running_the_migrations_again_applies_nothing() {
     let db = TestDb::migrated().await;
-    let before: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let applied = || async {
+        sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT version, checksum FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = applied().await;
     assert_eq!(before.len(), MIGRATOR.migrations.len());
-    let applied = affinity::db::migrate::run(&db.pool)
+    let newly_applied = affinity::db::migrate::run(&db.pool)
         .await
         .expect("second run");
-    assert_eq!(applied, 0);
-    let after: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(before, after);
+    assert_eq!(newly_applied, 0);
+    assert_eq!(before, applied().await);
     let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
         .fetch_one(&db.pool)
         .await
@@ -531,11 +530,13 @@ async fn archive_old_metrics_moves_points_past_the_retention() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let moved: i64 = sqlx::query_scalar("SELECT archive_old_metrics(interval '30 days')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(moved, 70); // 30.5 to 99.5 days old
+    let archive = || async {
+        sqlx::query_scalar::<_, i64>("SELECT archive_old_metrics(interval '30 days')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(archive().await, 70); // 30.5 to 99.5 days old
     let (hot, archived): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM time_series_metrics), (SELECT count(*) FROM archive.time_series_metrics)",
     )
@@ -543,22 +544,13 @@ async fn archive_old_metrics_moves_points_past_the_retention() {
     .await
     .unwrap();
     assert_eq!((hot, archived), (30, 70));
-    let again: i64 = sqlx::query_scalar("SELECT archive_old_metrics(interval '30 days')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(again, 0);
+    assert_eq!(archive().await, 0);
 }
 
 #[tokio::test]
 async fn a_new_user_gets_a_personal_organization_on_first_sight() {
     let db = TestDb::migrated().await;
-    let user = Uuid::new_v4();
-    let org: Uuid = sqlx::query_scalar("SELECT ensure_user_profile($1)")
-        .bind(user)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (user, org) = new_user(&db.pool).await;
     let again: Uuid = sqlx::query_scalar("SELECT ensure_user_profile($1)")
         .bind(user)
         .fetch_one(&db.pool)
