@@ -599,6 +599,10 @@ fn sent(calls: &[Call]) -> Vec<Call> {
         .collect()
 }
 
+/// The statuses a health watch has seen so far, and the task that collects
+/// them ([`watch_health`]).
+type Watch = (Arc<Mutex<Vec<i32>>>, JoinHandle<()>);
+
 /// A health Watch stream on a connection of its own.
 async fn health_watch(svc: &ServiceProcess) -> tonic::Streaming<HealthCheckResponse> {
     let channel = Channel::from_shared(format!("http://{}", svc.addr))
@@ -623,7 +627,7 @@ async fn next_status(watch: &mut tonic::Streaming<HealthCheckResponse>) -> Optio
 /// Every status a health Watch stream (on a connection of its own) sends,
 /// from the first one (received before this returns) until the task is
 /// aborted.
-async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle<()>) {
+async fn watch_health(svc: &ServiceProcess) -> Watch {
     let mut watch = health_watch(svc).await;
     let first = next_status(&mut watch)
         .await
@@ -697,6 +701,40 @@ fn assert_no_panic(log: &str) {
 
 // --- The database restarted under a load ---------------------------------
 
+/// The load the database outages meet: every writer but the stream, and
+/// the reader.
+const OUTAGE_LOAD: Shape = Shape {
+    metric_points: 20,
+    embeddings: 3,
+    stream_entries: 0,
+    reads: true,
+    deadline: DEADLINE,
+};
+/// A load's calls, its stop flag and its tasks.
+type RunningLoad = (Calls, Arc<AtomicBool>, Vec<JoinHandle<()>>);
+
+/// The writers of [`OUTAGE_LOAD`].
+const OUTAGE_WRITERS: [&str; 3] = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
+
+/// A service over a database of its own, under [`OUTAGE_LOAD`] (each
+/// writer has succeeded three times), with its health watched: the
+/// database (which keeps every commit through a crash: `synchronous_commit`
+/// on), the service, its tenant, the watch ([`watch_health`]) and the load
+/// (its calls, its stop, its tasks).
+async fn under_load() -> (TestDb, ServiceProcess, Tenant, Watch, RunningLoad) {
+    let db = TestDb::empty_durable().await;
+    let mut svc = ServiceProcess::spawn(&db.url, &[]);
+    svc.wait_serving(STARTUP).await;
+    let t = new_tenant(&svc.channel).await;
+    let watch = watch_health(&svc).await;
+    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
+    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, OUTAGE_LOAD);
+    calls
+        .wait_oks(&OUTAGE_WRITERS, 3, Instant::now(), RECOVERY)
+        .await;
+    (db, svc, t, watch, (calls, stop, tasks))
+}
+
 /// Restarts PostgreSQL in `mode` while four clients write and read with a
 /// deadline, then checks every call, health, and every acknowledged write.
 /// Seen failing: with `synchronous_commit` off (immediate mode loses
@@ -706,27 +744,13 @@ async fn database_restart_under_load(mode: ShutdownMode) {
     // synchronous_commit on: an immediate shutdown must not lose what the
     // service acknowledged (with the throwaway default, off, this test
     // fails: acknowledged commits still in WAL buffers are lost).
-    let mut db = TestDb::empty_durable().await;
-    let mut svc = ServiceProcess::spawn(&db.url, &[]);
-    svc.wait_serving(STARTUP).await;
-    let t = new_tenant(&svc.channel).await;
-    let shape = Shape {
-        metric_points: 20,
-        embeddings: 3,
-        stream_entries: 0,
-        reads: true,
-        deadline: DEADLINE,
-    };
-    let writers = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
+    let (mut db, svc, t, (health, watcher), (calls, stop, tasks)) = under_load().await;
+    let (shape, writers) = (OUTAGE_LOAD, OUTAGE_WRITERS);
     let readers = [
         "ListAiContext",
         "GetMetricsAggregated",
         "UserHasOrgPermission",
     ];
-    let (health, watcher) = watch_health(&svc).await;
-    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
-    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
-    calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
 
     let down = Instant::now();
     tokio::task::block_in_place(|| db.cluster().stop_with(mode)).expect("stopping PostgreSQL");
@@ -797,22 +821,8 @@ async fn a_database_crash_restart_under_load_gives_unavailable_then_recovers_and
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_database_refuses_connections_during_recovery_calls_are_unavailable_within_their_deadline(
 ) {
-    let mut db = TestDb::empty_durable().await;
-    let mut svc = ServiceProcess::spawn(&db.url, &[]);
-    svc.wait_serving(STARTUP).await;
-    let t = new_tenant(&svc.channel).await;
-    let shape = Shape {
-        metric_points: 20,
-        embeddings: 3,
-        stream_entries: 0,
-        reads: true,
-        deadline: DEADLINE,
-    };
-    let writers = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
-    let (health, watcher) = watch_health(&svc).await;
-    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
-    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
-    calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
+    let (mut db, svc, t, (health, watcher), (calls, stop, tasks)) = under_load().await;
+    let (shape, writers) = (OUTAGE_LOAD, OUTAGE_WRITERS);
 
     tokio::task::block_in_place(|| {
         db.cluster().stop_with(ShutdownMode::Fast)?;
