@@ -899,27 +899,21 @@ async fn search_finds_migrated_chat_messages() {
     .execute(&s.db.pool)
     .await
     .unwrap();
-    sqlx::query(
-        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-         VALUES ($1, 'chat_message', $2, 'legacy', 384, $3)",
-    )
-    .bind(t.org)
-    .bind(id)
-    .bind(pgvector::Vector::from(at_angle(5.0)))
-    .execute(&s.db.pool)
-    .await
-    .unwrap();
-    // An embedding of another entity type with the same id is not AI context.
-    sqlx::query(
-        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-         VALUES ($1, 'post', $2, 'legacy', 384, $3)",
-    )
-    .bind(t.org)
-    .bind(id)
-    .bind(pgvector::Vector::from(at_angle(0.0)))
-    .execute(&s.db.pool)
-    .await
-    .unwrap();
+    // An embedding of another entity type with the same id (a post) is not
+    // AI context.
+    for (entity_type, degrees) in [("chat_message", 5.0), ("post", 0.0)] {
+        sqlx::query(
+            "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+             VALUES ($1, $2, $3, 'legacy', 384, $4)",
+        )
+        .bind(t.org)
+        .bind(entity_type)
+        .bind(id)
+        .bind(pgvector::Vector::from(at_angle(degrees)))
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    }
     let got = s
         .ai_context()
         .search_ai_context(authed(search_req(t.org, at_angle(0.0)), &t.token))

@@ -3,7 +3,7 @@ mod common;
 
 use affinity::proto::{self, Granularity, Role};
 use chrono::{DateTime, Duration, Utc};
-use common::server::{authed, code, service_token, user_token, TestServer};
+use common::server::{authed, code, service_token, user_token, Tenant, TestServer};
 use tonic::{Code, Request};
 use uuid::Uuid;
 
@@ -585,31 +585,53 @@ async fn viewers_read_editors_record_and_tokens_are_required() {
     s.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_user_of_one_organization_cannot_record_into_or_read_another() {
+/// A server and two tenants, A and B; B has recorded one point of entity
+/// `e` (7 likes on 2024-05-06 at 10:00): the server, A, B and `e`.
+async fn b_has_recorded_a_point() -> (TestServer, Tenant, Tenant, Uuid) {
     let s = TestServer::start().await;
     let a = s.new_tenant().await;
     let b = s.new_tenant().await;
     let e = Uuid::new_v4();
+    assert_eq!(
+        record_a_point(&s, &b.token, b.org, e, 7.0)
+            .await
+            .unwrap()
+            .into_inner()
+            .recorded,
+        1
+    );
+    (s, a, b, e)
+}
+
+/// RecordMetrics of one point of `e` (`value` likes on 2024-05-06 at
+/// 10:00) into `org`, as `token`'s holder.
+async fn record_a_point(
+    s: &TestServer,
+    token: &str,
+    org: Uuid,
+    e: Uuid,
+    value: f64,
+) -> Result<tonic::Response<proto::RecordMetricsResponse>, tonic::Status> {
     let when = Some(at("2024-05-06T10:00:00Z"));
+    s.metrics()
+        .record_metrics(authed(
+            record_req(org, vec![point(e, "likes", value, when)]),
+            token,
+        ))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_of_one_organization_cannot_record_into_or_read_another() {
+    let (s, a, b, e) = b_has_recorded_a_point().await;
     let (start, end) = (
         Some(at("2024-05-01T00:00:00Z")),
         Some(at("2024-06-01T00:00:00Z")),
     );
-    assert_eq!(
-        record(&s, &b.token, b.org, vec![point(e, "likes", 7.0, when)]).await,
-        1
-    );
 
     // Naming B's organization, or one that does not exist: the same answer.
     for org in [b.org, Uuid::new_v4()] {
-        let r = s
-            .metrics()
-            .record_metrics(authed(
-                record_req(org, vec![point(e, "likes", 1.0, when)]),
-                &a.token,
-            ))
-            .await;
+        let r = record_a_point(&s, &a.token, org, e, 1.0).await;
         assert_eq!(code(r), Code::PermissionDenied);
         let r = s
             .metrics()
@@ -801,29 +823,19 @@ async fn points_near_now_get_their_own_monthly_partition() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn record_metrics_never_writes_into_another_organization() {
-    let s = TestServer::start().await;
-    let a = s.new_tenant().await;
-    let b = s.new_tenant().await;
-    let e = Uuid::new_v4();
-    let when = Some(at("2024-05-06T10:00:00Z"));
-    record(&s, &b.token, b.org, vec![point(e, "likes", 7.0, when)]).await;
+    let (s, a, b, e) = b_has_recorded_a_point().await;
     // Into B's organization, or one that does not exist: refused alike.
     let mut messages = vec![];
     for org in [b.org, Uuid::new_v4()] {
-        let err = s
-            .metrics()
-            .record_metrics(authed(
-                record_req(org, vec![point(e, "likes", 1.0, when)]),
-                &a.token,
-            ))
-            .await
-            .unwrap_err();
+        let err = record_a_point(&s, &a.token, org, e, 1.0).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
         messages.push(err.message().replace(&org.to_string(), "<org>"));
     }
     assert_eq!(messages[0], messages[1]);
     // Recording for the same entity id in A's own organization leaves B's series alone.
-    record(&s, &a.token, a.org, vec![point(e, "likes", 100.0, when)]).await;
+    record_a_point(&s, &a.token, a.org, e, 100.0)
+        .await
+        .expect("recording in A");
     let b_points: Vec<f64> =
         sqlx::query_scalar("SELECT value FROM time_series_metrics WHERE organization_id = $1")
             .bind(b.org)

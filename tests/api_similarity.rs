@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use affinity::proto::{self, Role};
 use affinity::store::similarity as store;
-use common::server::{authed, code, service_token, user_token, TestServer};
+use common::server::{authed, code, service_token, user_token, Tenant, TestServer};
 use common::TestDb;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +56,13 @@ fn rec(entity_type: &str, id: Uuid, model: &str, vector: &[f32]) -> proto::Embed
         vector: vector.to_vec(),
         model: model.to_string(),
     }
+}
+
+/// `v` with `x` at `i`.
+fn spoilt(v: &[f32], i: usize, x: f32) -> Vec<f32> {
+    let mut v = v.to_vec();
+    v[i] = x;
+    v
 }
 
 /// A named way to spoil a valid request.
@@ -169,6 +176,11 @@ async fn count_rows(s: &TestServer, org: Uuid) -> i64 {
         .unwrap()
 }
 
+/// `org` has `n` rows in `embeddings`, for the reason `why`.
+async fn assert_rows(s: &TestServer, org: Uuid, n: i64, why: &str) {
+    assert_eq!(count_rows(s, org).await, n, "{why}");
+}
+
 /// The stored vector of (org, type, id, model), if any.
 async fn stored(s: &TestServer, org: Uuid, et: &str, id: Uuid, model: &str) -> Option<Vec<f32>> {
     let v: Option<pgvector::Vector> = sqlx::query_scalar(
@@ -198,27 +210,52 @@ fn ids(items: &Items) -> HashSet<Uuid> {
 
 // ------------------------------------------------------------- happy paths
 
-#[tokio::test(flavor = "multi_thread")]
-async fn upsert_and_search_by_vector() {
-    let s = TestServer::start().await;
-    let t = s.new_tenant().await;
-    let mut r = rng(1);
-    let posts: Vec<(Uuid, Vec<f32>)> = (0..20)
-        .map(|_| (Uuid::new_v4(), random_vec(&mut r, 384)))
-        .collect();
-    let chats: Vec<(Uuid, Vec<f32>)> = (0..5)
-        .map(|_| (Uuid::new_v4(), random_vec(&mut r, 384)))
-        .collect();
-    let mut batch: Vec<_> = posts
-        .iter()
-        .map(|(id, v)| rec("post", *id, "m1", v))
-        .collect();
-    batch.extend(
-        chats
+/// 20 posts and 5 chat messages of random 384-dimension vectors under
+/// model m1, upserted into a new tenant's organization on a new server.
+struct PostsAndChats {
+    t: Tenant,
+    posts: Vec<(Uuid, Vec<f32>)>,
+    chats: Vec<(Uuid, Vec<f32>)>,
+}
+
+impl PostsAndChats {
+    async fn start() -> (TestServer, PostsAndChats) {
+        let s = TestServer::start().await;
+        let r = &mut rng(1);
+        let t = s.new_tenant().await;
+        let posts: Vec<(Uuid, Vec<f32>)> = (0..20)
+            .map(|_| (Uuid::new_v4(), random_vec(r, 384)))
+            .collect();
+        let chats: Vec<(Uuid, Vec<f32>)> = (0..5)
+            .map(|_| (Uuid::new_v4(), random_vec(r, 384)))
+            .collect();
+        let mut batch: Vec<_> = posts
             .iter()
-            .map(|(id, v)| rec("chat_message", *id, "m1", v)),
-    );
-    assert_eq!(upsert(&s, &t.token, t.org, batch).await.unwrap(), 25);
+            .map(|(id, v)| rec("post", *id, "m1", v))
+            .collect();
+        batch.extend(
+            chats
+                .iter()
+                .map(|(id, v)| rec("chat_message", *id, "m1", v)),
+        );
+        assert_eq!(upsert(&s, &t.token, t.org, batch).await.unwrap(), 25);
+        (s, PostsAndChats { t, posts, chats })
+    }
+
+    /// Every item: type, id, vector.
+    fn all(&self) -> Vec<(&str, Uuid, &Vec<f32>)> {
+        self.posts
+            .iter()
+            .map(|(id, v)| ("post", *id, v))
+            .chain(self.chats.iter().map(|(id, v)| ("chat_message", *id, v)))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upserted_vectors_are_stored_as_sent_and_searched_nearest_first_by_cosine_similarity() {
+    let (s, data) = PostsAndChats::start().await;
+    let (t, posts) = (&data.t, &data.posts);
     assert_eq!(count_rows(&s, t.org).await, 25);
     assert_eq!(
         stored(&s, t.org, "post", posts[0].0, "m1").await.unwrap(),
@@ -233,11 +270,7 @@ async fn upsert_and_search_by_vector() {
     assert_eq!((got[0].0.as_str(), got[0].1), ("post", posts[0].0));
     assert!((got[0].2 - 1.0).abs() < 1e-5, "{}", got[0].2);
     assert_sorted(&got);
-    let all: Vec<(&str, Uuid, &Vec<f32>)> = posts
-        .iter()
-        .map(|(id, v)| ("post", *id, v))
-        .chain(chats.iter().map(|(id, v)| ("chat_message", *id, v)))
-        .collect();
+    let all = data.all();
     let mut exact: Vec<(f64, Uuid)> = all.iter().map(|(_, id, v)| (cosine(q, v), *id)).collect();
     exact.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (i, (_, id, sim)) in got.iter().enumerate() {
@@ -245,6 +278,15 @@ async fn upsert_and_search_by_vector() {
         assert!((f64::from(*sim) - cosine(q, want.2)).abs() < 1e-5);
         assert_eq!(*id, exact[i].1, "exact order on a small set");
     }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_by_vector_honours_max_results_the_threshold_and_entity_types() {
+    let (s, data) = PostsAndChats::start().await;
+    let (t, posts) = (&data.t, &data.posts);
+    let all = data.all();
+    let q = &posts[0].1;
 
     // max_results.
     let mut req = search_req(t.org, q);
@@ -277,8 +319,16 @@ async fn upsert_and_search_by_vector() {
     let mut req = search_req(t.org, q);
     req.entity_types = vec!["ai_context".into()];
     assert!(search(&s, &t.token, req).await.unwrap().is_empty());
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_by_vector_keeps_models_apart_and_answers_each_item_once_with_its_best_model() {
+    let (s, PostsAndChats { t, posts, chats }) = PostsAndChats::start().await;
+    let q = &posts[0].1;
 
     // Models are kept apart: the same entities under model m2 with other vectors.
+    let mut r = rng(13);
     let other: Vec<Vec<f32>> = posts.iter().map(|_| random_vec(&mut r, 384)).collect();
     let batch = posts
         .iter()
@@ -326,9 +376,15 @@ async fn upsert_and_search_by_vector() {
     let got = search(&s, &t.token, req).await.unwrap();
     assert_eq!(got.len(), 15);
     assert_eq!(ids(&got).len(), 15);
+    s.shutdown().await.unwrap();
+}
 
-    // Ties: identical vectors rank by entity type, then entity id.
-    let tie = random_vec(&mut r, 384);
+#[tokio::test(flavor = "multi_thread")]
+async fn search_by_vector_ranks_identical_vectors_by_entity_type_then_entity_id() {
+    let s = TestServer::start().await;
+    let t = s.new_tenant().await;
+    // Identical vectors: four posts, and a comment with the first post's id.
+    let tie = random_vec(&mut rng(1), 384);
     let mut tied: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let batch = tied
         .iter()
@@ -353,7 +409,8 @@ async fn upsert_and_search_by_vector() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_supported_dimension_including_halfvec_3072() {
+async fn every_supported_dimension_up_to_halfvec_3072_is_stored_exactly_and_searched_only_within_itself(
+) {
     let s = TestServer::start().await;
     let t = s.new_tenant().await;
     let mut r = rng(2);
@@ -415,110 +472,174 @@ async fn every_supported_dimension_including_halfvec_3072() {
     s.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn find_similar_content_happy_path() {
-    let s = TestServer::start().await;
-    let t = s.new_tenant().await;
-    let viewer = member(&s, t.org, Role::Viewer).await;
-    let mut r = rng(3);
-    let base = random_vec(&mut r, 384);
-    let source = Uuid::new_v4();
-    // Posts at growing distances from the source; chat messages and AI
-    // context near it too; a post with only another model's embedding.
-    let posts: Vec<(Uuid, Vec<f32>)> = (0..15)
-        .map(|i| (Uuid::new_v4(), near(&mut r, &base, 0.05 * (i + 1) as f32)))
-        .collect();
-    let chats: Vec<(Uuid, Vec<f32>)> = (0..4)
-        .map(|_| (Uuid::new_v4(), near(&mut r, &base, 0.1)))
-        .collect();
-    let ctx = (Uuid::new_v4(), near(&mut r, &base, 0.1));
-    let other_model_only = Uuid::new_v4();
-    let mut batch = vec![rec("post", source, "m1", &base)];
-    batch.extend(posts.iter().map(|(id, v)| rec("post", *id, "m1", v)));
-    batch.extend(
-        chats
-            .iter()
-            .map(|(id, v)| rec("chat_message", *id, "m1", v)),
-    );
-    batch.push(rec("ai_context", ctx.0, "m1", &ctx.1));
-    batch.push(rec("post", other_model_only, "m2", &base));
-    upsert(&s, &t.token, t.org, batch).await.unwrap();
+/// A source post and its neighbours under model m1, in a new tenant's
+/// organization: posts at growing distances from it, chat messages and an
+/// AI context entry near it too, and a post with only another model's
+/// embedding (m2, the source's vector). Read by a viewer.
+struct Neighbourhood {
+    t: Tenant,
+    viewer: String,
+    base: Vec<f32>,
+    source: Uuid,
+    posts: Vec<(Uuid, Vec<f32>)>,
+    chats: Vec<(Uuid, Vec<f32>)>,
+    ctx: (Uuid, Vec<f32>),
+    other_model_only: Uuid,
+}
 
-    // Default: the source's own type, 10 results, never the source, nearest first.
-    let got = similar(&s, &viewer, similar_req(t.org, "post", source))
+impl Neighbourhood {
+    async fn upsert(s: &TestServer) -> Neighbourhood {
+        let t = s.new_tenant().await;
+        let viewer = member(s, t.org, Role::Viewer).await;
+        let mut r = rng(3);
+        let base = random_vec(&mut r, 384);
+        let source = Uuid::new_v4();
+        let posts: Vec<(Uuid, Vec<f32>)> = (0..15)
+            .map(|i| (Uuid::new_v4(), near(&mut r, &base, 0.05 * (i + 1) as f32)))
+            .collect();
+        let chats: Vec<(Uuid, Vec<f32>)> = (0..4)
+            .map(|_| (Uuid::new_v4(), near(&mut r, &base, 0.1)))
+            .collect();
+        let ctx = (Uuid::new_v4(), near(&mut r, &base, 0.1));
+        let other_model_only = Uuid::new_v4();
+        let mut batch = vec![rec("post", source, "m1", &base)];
+        batch.extend(posts.iter().map(|(id, v)| rec("post", *id, "m1", v)));
+        batch.extend(
+            chats
+                .iter()
+                .map(|(id, v)| rec("chat_message", *id, "m1", v)),
+        );
+        batch.push(rec("ai_context", ctx.0, "m1", &ctx.1));
+        batch.push(rec("post", other_model_only, "m2", &base));
+        upsert(s, &t.token, t.org, batch).await.unwrap();
+        Neighbourhood {
+            t,
+            viewer,
+            base,
+            source,
+            posts,
+            chats,
+            ctx,
+            other_model_only,
+        }
+    }
+
+    /// The posts' similarities to the source, most similar first.
+    fn exact(&self) -> Vec<(f64, Uuid)> {
+        let mut exact: Vec<(f64, Uuid)> = self
+            .posts
+            .iter()
+            .map(|(id, v)| (cosine(&self.base, v), *id))
+            .collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        exact
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_answers_ten_of_the_sources_type_nearest_first_without_the_source_or_other_models(
+) {
+    let s = TestServer::start().await;
+    let n = Neighbourhood::upsert(&s).await;
+    let got = similar(&s, &n.viewer, similar_req(n.t.org, "post", n.source))
         .await
         .unwrap();
     assert_eq!(got.len(), 10);
     assert!(got.iter().all(|i| i.0 == "post"));
-    assert!(!ids(&got).contains(&source), "the source is never returned");
     assert!(
-        !ids(&got).contains(&other_model_only),
+        !ids(&got).contains(&n.source),
+        "the source is never returned"
+    );
+    assert!(
+        !ids(&got).contains(&n.other_model_only),
         "another model is not compared"
     );
     assert_sorted(&got);
     for (_, id, sim) in &got {
-        let v = &posts.iter().find(|p| p.0 == *id).unwrap().1;
-        assert!((f64::from(*sim) - cosine(&base, v)).abs() < 1e-5);
+        let v = &n.posts.iter().find(|p| p.0 == *id).unwrap().1;
+        assert!((f64::from(*sim) - cosine(&n.base, v)).abs() < 1e-5);
     }
-    let mut exact: Vec<(f64, Uuid)> = posts
-        .iter()
-        .map(|(id, v)| (cosine(&base, v), *id))
-        .collect();
-    exact.sort_by(|a, b| b.0.total_cmp(&a.0));
     assert_eq!(
         got.iter().map(|i| i.1).collect::<Vec<_>>(),
-        exact.iter().take(10).map(|e| e.1).collect::<Vec<_>>()
+        n.exact().iter().take(10).map(|e| e.1).collect::<Vec<_>>()
     );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_honours_max_results_and_the_threshold() {
+    let s = TestServer::start().await;
+    let n = Neighbourhood::upsert(&s).await;
+    let (t, viewer, source) = (&n.t, &n.viewer, n.source);
 
     // max_results.
     let mut req = similar_req(t.org, "post", source);
     req.max_results = 1000;
-    assert_eq!(similar(&s, &viewer, req).await.unwrap().len(), 15);
+    assert_eq!(similar(&s, viewer, req).await.unwrap().len(), 15);
     let mut req = similar_req(t.org, "post", source);
     req.max_results = 2;
-    assert_eq!(similar(&s, &viewer, req).await.unwrap().len(), 2);
+    assert_eq!(similar(&s, viewer, req).await.unwrap().len(), 2);
 
     // Threshold.
+    let exact = n.exact();
     let cut = exact[5].0 as f32;
     let mut req = similar_req(t.org, "post", source);
     req.similarity_threshold = cut;
     req.max_results = 1000;
-    let got = similar(&s, &viewer, req).await.unwrap();
+    let got = similar(&s, viewer, req).await.unwrap();
     assert!(got.iter().all(|i| i.2 >= cut - 1e-6));
     let want = exact.iter().filter(|e| e.0 >= f64::from(cut)).count();
     assert!((5..=6).contains(&got.len()) && (got.len() as i64 - want as i64).abs() <= 1);
     let mut req = similar_req(t.org, "post", source);
     req.similarity_threshold = 1.0;
-    assert!(similar(&s, &viewer, req).await.unwrap().is_empty());
+    assert!(similar(&s, viewer, req).await.unwrap().is_empty());
+    s.shutdown().await.unwrap();
+}
 
-    // Target types.
+#[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_answers_the_target_types_asked_for_else_the_sources_own() {
+    let s = TestServer::start().await;
+    let n = Neighbourhood::upsert(&s).await;
+    let (t, viewer, source, chats) = (&n.t, &n.viewer, n.source, &n.chats);
+
     let mut req = similar_req(t.org, "post", source);
     req.target_entity_types = vec!["chat_message".into(), "ai_context".into()];
-    let got = similar(&s, &viewer, req).await.unwrap();
-    let want: HashSet<Uuid> = chats.iter().map(|c| c.0).chain([ctx.0]).collect();
+    let got = similar(&s, viewer, req).await.unwrap();
+    let want: HashSet<Uuid> = chats.iter().map(|c| c.0).chain([n.ctx.0]).collect();
     assert_eq!(ids(&got), want);
     let mut req = similar_req(t.org, "post", source);
     req.target_entity_types = vec!["post".into(), "chat_message".into()];
     req.max_results = 1000;
-    let got = similar(&s, &viewer, req).await.unwrap();
+    let got = similar(&s, viewer, req).await.unwrap();
     assert_eq!(got.len(), 19);
     assert!(!ids(&got).contains(&source));
 
     // The source of another type: its own type by default.
-    let got = similar(&s, &viewer, similar_req(t.org, "chat_message", chats[0].0))
+    let got = similar(&s, viewer, similar_req(t.org, "chat_message", chats[0].0))
         .await
         .unwrap();
     assert_eq!(ids(&got), chats[1..].iter().map(|c| c.0).collect());
+    s.shutdown().await.unwrap();
+}
 
-    // A source with several models: each compared within its own model.
-    upsert(&s, &t.token, t.org, vec![rec("post", source, "m2", &base)])
-        .await
-        .unwrap();
+#[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_compares_a_source_of_several_models_within_each_model() {
+    let s = TestServer::start().await;
+    let n = Neighbourhood::upsert(&s).await;
+    let (t, source) = (&n.t, n.source);
+    upsert(
+        &s,
+        &t.token,
+        t.org,
+        vec![rec("post", source, "m2", &n.base)],
+    )
+    .await
+    .unwrap();
     let mut req = similar_req(t.org, "post", source);
     req.max_results = 1000;
-    let got = similar(&s, &viewer, req).await.unwrap();
+    let got = similar(&s, &n.viewer, req).await.unwrap();
     assert_eq!(got.len(), 16);
-    let o = got.iter().find(|i| i.1 == other_model_only).unwrap();
+    let o = got.iter().find(|i| i.1 == n.other_model_only).unwrap();
     assert!((o.2 - 1.0).abs() < 1e-5, "same vector under m2");
     s.shutdown().await.unwrap();
 }
@@ -727,54 +848,71 @@ async fn upsert_duplicate_keys_in_one_request_last_wins() {
 
 // -------------------------------------------------------------- error codes
 
-#[tokio::test(flavor = "multi_thread")]
-async fn authentication_and_roles() {
+/// A server and a new tenant whose organization holds `n` posts of one
+/// random vector under model m: the server, the tenant, the first post's id
+/// and the vector.
+async fn server_with_posts(seed: u64, n: usize) -> (TestServer, Tenant, Uuid, Vec<f32>) {
     let s = TestServer::start().await;
     let t = s.new_tenant().await;
-    let mut r = rng(7);
+    let mut r = rng(seed);
     let v = random_vec(&mut r, 384);
     let a = Uuid::new_v4();
     upsert(&s, &t.token, t.org, vec![rec("post", a, "m", &v)])
         .await
         .unwrap();
-    upsert(
-        &s,
-        &t.token,
-        t.org,
-        vec![rec("post", Uuid::new_v4(), "m", &v)],
-    )
-    .await
-    .unwrap();
+    for _ in 1..n {
+        upsert(
+            &s,
+            &t.token,
+            t.org,
+            vec![rec("post", Uuid::new_v4(), "m", &v)],
+        )
+        .await
+        .unwrap();
+    }
+    (s, t, a, v)
+}
 
-    let up = || proto::UpsertEmbeddingsRequest {
-        organization_id: t.org.to_string(),
-        embeddings: vec![rec("post", Uuid::new_v4(), "m", &v)],
-    };
-    let del = || proto::DeleteEmbeddingsRequest {
-        organization_id: t.org.to_string(),
-        entities: vec![eref("post", Uuid::new_v4())],
-    };
-    // Returns the codes of the four RPCs for a request decorated by `with`.
-    let codes = |with: &dyn Fn(Request4) -> Request4| {
-        let reqs = with(Request4 {
-            similar: tonic::Request::new(similar_req(t.org, "post", a)),
-            search: tonic::Request::new(search_req(t.org, &v)),
-            upsert: tonic::Request::new(up()),
-            delete: tonic::Request::new(del()),
-        });
-        let mut c = s.similarity();
-        async move {
-            [
-                code(c.find_similar_content(reqs.similar).await),
-                code(c.search_by_vector(reqs.search).await),
-                code(c.upsert_embeddings(reqs.upsert).await),
-                code(c.delete_embeddings(reqs.delete).await),
-            ]
-        }
-    };
+/// The codes of the four RPCs (FindSimilarContent of `source`,
+/// SearchByVector of `v`, an upsert and a delete of new posts, all in
+/// `org`) for requests decorated by `with`.
+async fn codes(
+    s: &TestServer,
+    org: Uuid,
+    source: Uuid,
+    v: &[f32],
+    with: impl FnOnce(Request4) -> Request4,
+) -> [Code; 4] {
+    let reqs = with(Request4 {
+        similar: tonic::Request::new(similar_req(org, "post", source)),
+        search: tonic::Request::new(search_req(org, v)),
+        upsert: tonic::Request::new(proto::UpsertEmbeddingsRequest {
+            organization_id: org.to_string(),
+            embeddings: vec![rec("post", Uuid::new_v4(), "m", v)],
+        }),
+        delete: tonic::Request::new(proto::DeleteEmbeddingsRequest {
+            organization_id: org.to_string(),
+            entities: vec![eref("post", Uuid::new_v4())],
+        }),
+    });
+    let mut c = s.similarity();
+    [
+        code(c.find_similar_content(reqs.similar).await),
+        code(c.search_by_vector(reqs.search).await),
+        code(c.upsert_embeddings(reqs.upsert).await),
+        code(c.delete_embeddings(reqs.delete).await),
+    ]
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn every_similarity_rpc_refuses_a_missing_garbage_foreign_or_expired_token_as_unauthenticated(
+) {
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     // No token; garbage; wrongly signed; expired.
-    assert_eq!(codes(&|r| r).await, [Code::Unauthenticated; 4]);
+    assert_eq!(
+        codes(&s, t.org, a, &v, |r| r).await,
+        [Code::Unauthenticated; 4]
+    );
     for bad in [
         "garbage".to_string(),
         affinity::auth::mint(
@@ -787,29 +925,36 @@ async fn authentication_and_roles() {
         expired_token(t.user),
     ] {
         assert_eq!(
-            codes(&|r| r.token(&bad)).await,
+            codes(&s, t.org, a, &v, |r| r.token(&bad)).await,
             [Code::Unauthenticated; 4],
             "{bad}"
         );
     }
+    s.shutdown().await.unwrap();
+}
 
-    // A user who is not a member: PERMISSION_DENIED everywhere, even on an
-    // organization that does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_similarity_rpc_denies_a_non_member_even_for_an_organization_that_does_not_exist() {
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     let stranger = user_token(Uuid::new_v4());
     assert_eq!(
-        codes(&|r| r.token(&stranger)).await,
+        codes(&s, t.org, a, &v, |r| r.token(&stranger)).await,
         [Code::PermissionDenied; 4]
     );
     let nowhere = Uuid::new_v4().to_string();
     assert_eq!(
-        codes(&|r| r.token(&stranger).org(&nowhere)).await,
+        codes(&s, t.org, a, &v, |r| r.token(&stranger).org(&nowhere)).await,
         [Code::PermissionDenied; 4]
     );
+    s.shutdown().await.unwrap();
+}
 
-    // Viewer reads, may not write; editor, owner and service_role do both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_may_only_read_embeddings_while_editors_owners_and_service_role_also_write() {
+    let (s, t, a, v) = server_with_posts(7, 2).await;
     let viewer = member(&s, t.org, Role::Viewer).await;
     assert_eq!(
-        codes(&|r| r.token(&viewer)).await,
+        codes(&s, t.org, a, &v, |r| r.token(&viewer)).await,
         [
             Code::Ok,
             Code::Ok,
@@ -818,9 +963,18 @@ async fn authentication_and_roles() {
         ]
     );
     let editor = member(&s, t.org, Role::Editor).await;
-    assert_eq!(codes(&|r| r.token(&editor)).await, [Code::Ok; 4]);
-    assert_eq!(codes(&|r| r.token(&t.token)).await, [Code::Ok; 4]);
-    assert_eq!(codes(&|r| r.token(&service_token())).await, [Code::Ok; 4]);
+    assert_eq!(
+        codes(&s, t.org, a, &v, |r| r.token(&editor)).await,
+        [Code::Ok; 4]
+    );
+    assert_eq!(
+        codes(&s, t.org, a, &v, |r| r.token(&t.token)).await,
+        [Code::Ok; 4]
+    );
+    assert_eq!(
+        codes(&s, t.org, a, &v, |r| r.token(&service_token())).await,
+        [Code::Ok; 4]
+    );
     s.shutdown().await.unwrap();
 }
 
@@ -871,24 +1025,30 @@ impl Request4 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn invalid_arguments() {
-    let s = TestServer::start().await;
-    let t = s.new_tenant().await;
-    let mut r = rng(8);
-    let v = random_vec(&mut r, 384);
-    let a = Uuid::new_v4();
-    upsert(&s, &t.token, t.org, vec![rec("post", a, "m", &v)])
-        .await
-        .unwrap();
-    let tok = &t.token;
+async fn find_similar_content_of_a_source_without_an_embedding_of_its_type_is_not_found() {
+    let (s, t, a, _) = server_with_posts(8, 1).await;
     let mut c = s.similarity();
 
-    let mut with_nan = v.clone();
-    with_nan[0] = f32::NAN;
-    let mut with_inf = v.clone();
-    with_inf[383] = f32::INFINITY;
-    let mut with_neg_inf = v.clone();
-    with_neg_inf[1] = f32::NEG_INFINITY;
+    // NOT_FOUND: the source has no embedding.
+    let err = c
+        .find_similar_content(authed(similar_req(t.org, "post", Uuid::new_v4()), &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Same id, another type.
+    let err = c
+        .find_similar_content(authed(similar_req(t.org, "chat_message", a), &t.token))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn find_similar_content_refuses_malformed_requests_as_invalid_arguments_and_accepts_the_edges(
+) {
+    let (s, t, a, _) = server_with_posts(8, 1).await;
+    let mut c = s.similarity();
 
     // FindSimilarContent.
     type F = proto::FindSimilarContentRequest;
@@ -947,7 +1107,10 @@ async fn invalid_arguments() {
     for (what, f) in &bad_similar {
         let mut q = similar_req(t.org, "post", a);
         f(&mut q);
-        let err = c.find_similar_content(authed(q, tok)).await.unwrap_err();
+        let err = c
+            .find_similar_content(authed(q, &t.token))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
         assert!(!err.message().is_empty());
     }
@@ -956,8 +1119,20 @@ async fn invalid_arguments() {
         let mut q = similar_req(t.org, "post", a);
         q.similarity_threshold = th;
         q.max_results = k;
-        c.find_similar_content(authed(q, tok)).await.unwrap();
+        c.find_similar_content(authed(q, &t.token)).await.unwrap();
     }
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_by_vector_refuses_malformed_requests_as_invalid_arguments_and_accepts_a_200_byte_model(
+) {
+    let (s, t, _, v) = server_with_posts(8, 1).await;
+    let mut c = s.similarity();
+
+    let with_nan = spoilt(&v, 0, f32::NAN);
+    let with_inf = spoilt(&v, 383, f32::INFINITY);
+    let with_neg_inf = spoilt(&v, 1, f32::NEG_INFINITY);
 
     // SearchByVector.
     type S = proto::SearchByVectorRequest;
@@ -1016,13 +1191,23 @@ async fn invalid_arguments() {
     for (what, f) in &bad_search {
         let mut q = search_req(t.org, &v);
         f(&mut q);
-        let err = c.search_by_vector(authed(q, tok)).await.unwrap_err();
+        let err = c.search_by_vector(authed(q, &t.token)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
     let mut q = search_req(t.org, &v);
     q.model = "m".repeat(200);
     q.max_results = 1000;
-    c.search_by_vector(authed(q, tok)).await.unwrap();
+    c.search_by_vector(authed(q, &t.token)).await.unwrap();
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_embeddings_refuses_malformed_records_as_invalid_arguments_and_accepts_a_200_byte_model(
+) {
+    let (s, t, a, v) = server_with_posts(8, 1).await;
+
+    let with_nan = spoilt(&v, 0, f32::NAN);
+    let with_inf = spoilt(&v, 383, f32::INFINITY);
 
     // UpsertEmbeddings.
     type U = proto::EmbeddingRecord;
@@ -1058,11 +1243,14 @@ async fn invalid_arguments() {
     for (what, f) in &bad_records {
         let mut e = rec("post", Uuid::new_v4(), "m", &v);
         f(&mut e);
-        let err = upsert(&s, tok, t.org, vec![e]).await.unwrap_err();
+        let err = upsert(&s, &t.token, t.org, vec![e]).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
     assert_eq!(
-        upsert(&s, tok, t.org, vec![]).await.unwrap_err().code(),
+        upsert(&s, &t.token, t.org, vec![])
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
     let err = s
@@ -1072,15 +1260,27 @@ async fn invalid_arguments() {
                 organization_id: "nope".into(),
                 embeddings: vec![rec("post", a, "m", &v)],
             },
-            tok,
+            &t.token,
         ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     // 200 bytes of model name are fine.
-    upsert(&s, tok, t.org, vec![rec("post", a, &"é".repeat(100), &v)])
-        .await
-        .unwrap();
+    upsert(
+        &s,
+        &t.token,
+        t.org,
+        vec![rec("post", a, &"é".repeat(100), &v)],
+    )
+    .await
+    .unwrap();
+    assert_rows(&s, t.org, 2, "no failed call wrote anything").await;
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_embeddings_refuses_malformed_requests_as_invalid_arguments_and_deletes_nothing() {
+    let (s, t, a, _) = server_with_posts(8, 1).await;
 
     // DeleteEmbeddings.
     for (what, entities) in [
@@ -1103,29 +1303,12 @@ async fn invalid_arguments() {
             }],
         ),
     ] {
-        let err = delete(&s, tok, t.org, entities).await.unwrap_err();
+        let err = delete(&s, &t.token, t.org, entities).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
     }
-    let err = delete(&s, tok, Uuid::nil(), vec![]).await.unwrap_err();
+    let err = delete(&s, &t.token, Uuid::nil(), vec![]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        count_rows(&s, t.org).await,
-        2,
-        "no failed call deleted anything"
-    );
-
-    // NOT_FOUND: the source has no embedding.
-    let err = c
-        .find_similar_content(authed(similar_req(t.org, "post", Uuid::new_v4()), tok))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    // Same id, another type.
-    let err = c
-        .find_similar_content(authed(similar_req(t.org, "chat_message", a), tok))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_rows(&s, t.org, 1, "no failed call deleted anything").await;
     s.shutdown().await.unwrap();
 }
 

@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::server::{aggregation, authed, TestServer};
+use common::wait::{eventually, seen};
 use sqlx::PgPool;
-use tokio::time::Instant;
 use tonic::Code;
 
 /// The service's backends in `state` (pg_stat_activity), with their last query.
@@ -25,27 +25,9 @@ async fn backends(pool: &PgPool, state: &str) -> Vec<(i32, String)> {
     .unwrap()
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cancelled_inside_its_transaction_leaves_no_transaction_open() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with_metrics().await;
     let tenant = server.new_tenant().await;
     // The call's transaction (a client deadline opens one) waits behind a lock.
     let mut lock = server.db.pool.begin().await.unwrap();
@@ -58,29 +40,39 @@ async fn a_call_cancelled_inside_its_transaction_leaves_no_transaction_open() {
     req.set_timeout(Duration::from_secs(30));
     let call = tokio::spawn(async move { client.get_metrics_aggregated(req).await });
     let pool = server.db.pool.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            !backends(&pool, "active").await.is_empty()
-        })
-        .await,
-        "the call never reached the database"
-    );
-    // The client goes away: the service drops the call mid-statement.
+    eventually(Duration::from_secs(10), || async {
+        seen(
+            !backends(&pool, "active").await.is_empty(),
+            "the call never reached the database",
+        )
+    })
+    .await;
+    // The client goes away: the service drops the call mid-statement (and
+    // counts it CANCELLED once dropped) before the lock is released.
     call.abort();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = server.metrics_addr.expect("a metrics endpoint");
+    let cancelled = r#"affinity_rpc_requests_total{code="CANCELLED",method="/affinity.v1.MetricsService/GetMetricsAggregated"}"#;
+    eventually(Duration::from_secs(10), || async {
+        let n = common::sample(&common::scrape(metrics).await, cancelled);
+        seen(
+            n == Some(1.0),
+            format!("aggregations counted CANCELLED: {n:?}"),
+        )
+    })
+    .await;
     lock.rollback().await.unwrap();
 
     // Its statement ends, its transaction is rolled back, and the
     // connection is not left idle in a transaction for anyone.
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            backends(&pool, "idle in transaction").await.is_empty()
-                && backends(&pool, "active").await.is_empty()
-        })
-        .await,
-        "left behind: {:?}",
-        backends(&pool, "idle in transaction").await
-    );
+    eventually(Duration::from_secs(10), || async {
+        let idle = backends(&pool, "idle in transaction").await;
+        let active = backends(&pool, "active").await;
+        seen(
+            idle.is_empty() && active.is_empty(),
+            format!("left behind: {idle:?}, still active: {active:?}"),
+        )
+    })
+    .await;
     // Later calls, with and without a transaction of their own, succeed
     // and leave nothing open either.
     for deadline in [None, Some(Duration::from_secs(10)), None] {

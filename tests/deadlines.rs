@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use affinity::proto;
-use common::server::{aggregation, authed, TestServer};
+use common::server::{aggregation, authed, code, TestServer};
+use common::wait::{eventually, seen};
 use common::TestDb;
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -30,18 +31,14 @@ async fn service_backends_waiting_on_a_lock(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
-/// Waits (up to `limit`) until `pred` holds on the count of waiting backends.
-async fn wait_for_waiting(pool: &PgPool, limit: Duration, pred: impl Fn(i64) -> bool) -> bool {
-    let until = Instant::now() + limit;
-    loop {
-        if pred(service_backends_waiting_on_a_lock(pool).await) {
-            return true;
-        }
-        if Instant::now() > until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits (up to `limit`) until `pred` holds on the count of waiting
+/// backends; panics saying `what` did not happen otherwise.
+async fn wait_for_waiting(pool: &PgPool, limit: Duration, what: &str, pred: impl Fn(i64) -> bool) {
+    eventually(limit, || async {
+        let n = service_backends_waiting_on_a_lock(pool).await;
+        seen(pred(n), format!("{what}: {n} backends waiting on a lock"))
+    })
+    .await;
 }
 
 type AggregateCall = tokio::task::JoinHandle<
@@ -68,10 +65,13 @@ async fn start_aggregation_behind_a_lock(
         req.set_timeout(d);
     }
     let call = tokio::spawn(async move { client.get_metrics_aggregated(req).await });
-    assert!(
-        wait_for_waiting(&server.db.pool, Duration::from_secs(10), |n| n > 0).await,
-        "the call's statement never reached the database"
-    );
+    wait_for_waiting(
+        &server.db.pool,
+        Duration::from_secs(10),
+        "the call's statement never reached the database",
+        |n| n > 0,
+    )
+    .await;
     (tx, call)
 }
 
@@ -90,10 +90,13 @@ async fn aggregate_behind_a_lock(server: &TestServer, deadline: Option<Duration>
         Err(s) => s.code(),
     };
     // The lock is still held: only a cancelled statement stops waiting.
-    assert!(
-        wait_for_waiting(&server.db.pool, Duration::from_secs(5), |n| n == 0).await,
-        "the service's statement still waits in PostgreSQL after the call ended"
-    );
+    wait_for_waiting(
+        &server.db.pool,
+        Duration::from_secs(5),
+        "the service's statement still waits in PostgreSQL after the call ended",
+        |n| n == 0,
+    )
+    .await;
     tx.rollback().await.unwrap();
     code
 }
@@ -139,9 +142,23 @@ async fn a_client_deadline_longer_than_the_default_timeout_is_honoured() {
     })
     .await;
     let (tx, call) = start_aggregation_behind_a_lock(&server, Some(Duration::from_secs(30))).await;
-    // Waiting well past the default timeout, and still waiting: the
-    // client's deadline is the statement's timeout.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Waiting past the default timeout, and still waiting: the client's
+    // deadline is the statement's timeout. Past it, because the same call
+    // without a deadline, started behind the same lock after that one
+    // waited, has been stopped by the default timeout meanwhile.
+    let tenant = server.new_tenant().await;
+    let without_deadline = server
+        .metrics()
+        .get_metrics_aggregated(authed(aggregation(tenant.org), &tenant.token))
+        .await;
+    assert_eq!(code(without_deadline), Code::DeadlineExceeded);
+    wait_for_waiting(
+        &server.db.pool,
+        Duration::from_secs(5),
+        "the call stopped by the default timeout still waits in PostgreSQL",
+        |n| n <= 1,
+    )
+    .await;
     assert_eq!(
         service_backends_waiting_on_a_lock(&server.db.pool).await,
         1,
@@ -153,6 +170,20 @@ async fn a_client_deadline_longer_than_the_default_timeout_is_honoured() {
         .expect("the call did not end within 10 s")
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// Membership lookups of the permission cache so far, whatever it answered.
+async fn permission_lookups(metrics: std::net::SocketAddr) -> f64 {
+    let scraped = common::scrape(metrics).await;
+    ["hit", "miss", "bypass"]
+        .iter()
+        .filter_map(|result| {
+            common::sample(
+                &scraped,
+                &format!("affinity_permission_cache_requests_total{{result=\"{result}\"}}"),
+            )
+        })
+        .sum()
 }
 
 fn stream_message(org: &str) -> proto::LogAiContextRequest {
@@ -175,10 +206,11 @@ async fn health_check(channel: Channel) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_the_concurrent_stream_limit_of_a_connection_wait_for_a_free_stream() {
-    let server = TestServer::start_with(TestDb::empty().await, |c| {
+    let server = TestServer::start_with_metrics_on(TestDb::empty().await, |c| {
         c.max_concurrent_streams = 2;
     })
     .await;
+    let metrics = server.metrics_addr.expect("a metrics endpoint");
     let tenant = server.new_tenant().await;
     // One connection.
     let channel = Endpoint::from_shared(format!("http://{}", server.addr))
@@ -188,6 +220,7 @@ async fn calls_beyond_the_concurrent_stream_limit_of_a_connection_wait_for_a_fre
         .unwrap();
 
     // Two client streams, open and unfinished, fill the connection's limit.
+    let lookups_before = permission_lookups(metrics).await;
     let mut senders = Vec::new();
     let mut calls = Vec::new();
     for _ in 0..2 {
@@ -206,11 +239,21 @@ async fn calls_beyond_the_concurrent_stream_limit_of_a_connection_wait_for_a_fre
         }));
         senders.push(tx);
     }
-    // Let both streams open (HTTP/2 HEADERS sent) before the third call.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both streams are open before the third call: the server has
+    // authorized the first message of each (a permission lookup apiece).
+    eventually(Duration::from_secs(10), || async {
+        let n = permission_lookups(metrics).await - lookups_before;
+        seen(
+            n >= 2.0,
+            format!("{n} of the 2 streams' first messages authorized"),
+        )
+    })
+    .await;
 
     // A third call on the same connection waits (h2 queues it client-side)...
     let third = tokio::spawn(health_check(channel.clone()));
+    // A bounded wait, not an event: a call queued in the client for a free
+    // stream leaves no trace to look for.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !third.is_finished(),

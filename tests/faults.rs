@@ -17,7 +17,8 @@ use affinity::proto;
 use affinity_testkit::cluster::ShutdownMode;
 use affinity_testkit::legacy::LegacyConfig;
 use common::process::ServiceProcess;
-use common::server::{authed, new_tenant, service_token, Tenant};
+use common::server::{aggregation, authed, new_tenant, service_token, Tenant};
+use common::wait::{eventually, seen};
 use common::TestDb;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest, HealthCheckResponse};
 use uuid::Uuid;
 
 /// The deadline of every call of a load.
@@ -87,35 +88,48 @@ impl Calls {
         self.0.lock().expect("calls lock").clone()
     }
 
-    /// How many OK calls of `rpc` started at or after `since`.
-    fn oks_since(&self, rpc: &str, since: Instant) -> usize {
+    /// How many calls of `rpc` started at or after `since` ended with `code`.
+    fn count_since(&self, rpc: &str, code: Code, since: Instant) -> usize {
         self.0
             .lock()
             .expect("calls lock")
             .iter()
-            .filter(|c| c.rpc == rpc && c.started >= since && c.ok())
+            .filter(|c| c.rpc == rpc && c.started >= since && c.code == Some(code))
             .count()
     }
 
     /// Waits (at most `within`) until each of `rpcs` has `n` OK calls
     /// started at or after `since`.
     async fn wait_oks(&self, rpcs: &[&str], n: usize, since: Instant, within: Duration) {
-        let until = Instant::now() + within;
-        loop {
+        self.wait_for(Code::Ok, rpcs, n, since, within).await;
+    }
+
+    /// Waits (at most `within`) until each of `rpcs` has `n` calls started
+    /// at or after `since` that ended with `code`.
+    async fn wait_for(
+        &self,
+        code: Code,
+        rpcs: &[&str],
+        n: usize,
+        since: Instant,
+        within: Duration,
+    ) {
+        eventually(within, || async {
             let missing: Vec<&str> = rpcs
                 .iter()
                 .copied()
-                .filter(|rpc| self.oks_since(rpc, since) < n)
+                .filter(|rpc| self.count_since(rpc, code, since) < n)
                 .collect();
             if missing.is_empty() {
-                return;
+                return Ok(());
             }
-            if Instant::now() > until {
-                let tail: Vec<String> = self.all().iter().rev().take(12).map(Call::brief).collect();
-                panic!("no {n} successful calls of {missing:?} within {within:?}; last calls: {tail:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let calls = self.0.lock().expect("calls lock");
+            let tail: Vec<String> = calls.iter().rev().take(12).map(Call::brief).collect();
+            Err(format!(
+                "not {n} calls of {missing:?} ended {code:?}; last calls: {tail:#?}"
+            ))
+        })
+        .await;
     }
 }
 
@@ -260,8 +274,137 @@ const UPSERT_EMBEDDINGS: &str = "UpsertEmbeddings";
 const LOG_AI_CONTEXT: &str = "LogAiContext";
 const LOG_AI_CONTEXT_STREAM: &str = "LogAiContextStream";
 
+/// What every call of a load needs: the channel, the tenant, where the
+/// calls are recorded, and what to send.
+#[derive(Clone)]
+struct Load {
+    channel: Channel,
+    t: Tenant,
+    calls: Calls,
+    shape: Shape,
+}
+
+impl Load {
+    /// `msg` with the tenant's token and the load's deadline.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        with_deadline(msg, &self.t.token, self.shape.deadline)
+    }
+
+    /// [`timed`] into the load's calls, with its deadline: whether the call
+    /// was answered.
+    async fn timed<T>(
+        &self,
+        rpc: &'static str,
+        marker: String,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> bool {
+        timed(&self.calls, rpc, marker, self.shape.deadline, call)
+            .await
+            .is_some()
+    }
+}
+
+/// A task making `call` (given the load and the 1-based round) in a loop
+/// until `stop`; pauses a little after a call that was not answered
+/// (`call` says false) so that a dead server is not spun on.
+fn spawn_loop<F, Fut>(load: &Load, stop: &Arc<AtomicBool>, call: F) -> JoinHandle<()>
+where
+    F: Fn(Load, u64) -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let (load, stop) = (load.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut round = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            round += 1;
+            if !call(load.clone(), round).await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+}
+
+/// One RecordMetrics of a new batch.
+async fn record_metrics_once(l: Load, _: u64) -> bool {
+    let batch = Uuid::new_v4();
+    let req = l.request(metric_batch(l.t.org, batch, l.shape.metric_points));
+    let mut c = proto::metrics_service_client::MetricsServiceClient::new(l.channel.clone());
+    l.timed(RECORD_METRICS, batch.to_string(), c.record_metrics(req))
+        .await
+}
+
+/// One UpsertEmbeddings of a new batch.
+async fn upsert_embeddings_once(l: Load, _: u64) -> bool {
+    let batch = Uuid::new_v4();
+    let req = l.request(embedding_batch(l.t.org, batch, l.shape.embeddings));
+    let mut c = proto::similarity_service_client::SimilarityServiceClient::new(l.channel.clone());
+    l.timed(
+        UPSERT_EMBEDDINGS,
+        embedding_marker(batch),
+        c.upsert_embeddings(req),
+    )
+    .await
+}
+
+/// One LogAiContext of a new key, recorded with the entry id it answers.
+async fn log_ai_context_once(l: Load, _: u64) -> bool {
+    let key = format!("key-{}", Uuid::new_v4());
+    let req = l.request(log_entry(l.t.org, &key));
+    let mut c = proto::ai_context_service_client::AiContextServiceClient::new(l.channel.clone());
+    let (mut call, r) =
+        timed_call(LOG_AI_CONTEXT, key, l.shape.deadline, c.log_ai_context(req)).await;
+    call.id = r.as_ref().map(|r| r.id.clone());
+    l.calls.push(call);
+    r.is_some()
+}
+
+/// One LogAiContextStream of a new batch of keys.
+async fn log_ai_context_stream_once(l: Load, _: u64) -> bool {
+    let batch = format!("stream-{}", Uuid::new_v4());
+    let msgs: Vec<proto::LogAiContextRequest> = stream_keys(&batch, l.shape.stream_entries)
+        .iter()
+        .map(|k| log_entry(l.t.org, k))
+        .collect();
+    let req = l.request(tokio_stream::iter(msgs));
+    let mut c = proto::ai_context_service_client::AiContextServiceClient::new(l.channel.clone());
+    l.timed(LOG_AI_CONTEXT_STREAM, batch, c.log_ai_context_stream(req))
+        .await
+}
+
+/// One read, by turns: ListAiContext, GetMetricsAggregated,
+/// UserHasOrgPermission (recorded without a marker).
+async fn read_once(l: Load, round: u64) -> bool {
+    let channel = l.channel.clone();
+    match round % 3 {
+        0 => {
+            let mut c = proto::ai_context_service_client::AiContextServiceClient::new(channel);
+            let call = c.list_ai_context(l.request(proto::ListAiContextRequest {
+                organization_id: l.t.org.to_string(),
+                page_size: 20,
+                ..Default::default()
+            }));
+            l.timed("ListAiContext", String::new(), call).await
+        }
+        1 => {
+            let mut c = proto::metrics_service_client::MetricsServiceClient::new(channel);
+            let call = c.get_metrics_aggregated(l.request(aggregation(l.t.org)));
+            l.timed("GetMetricsAggregated", String::new(), call).await
+        }
+        _ => {
+            let permission = proto::UserHasOrgPermissionRequest {
+                user_id: l.t.user.to_string(),
+                organization_id: l.t.org.to_string(),
+                required_role: proto::Role::Viewer as i32,
+            };
+            let mut c = proto::organization_service_client::OrganizationServiceClient::new(channel);
+            let call = c.user_has_org_permission(l.request(permission));
+            l.timed("UserHasOrgPermission", String::new(), call).await
+        }
+    }
+}
+
 /// One task per kind of write (and a reader), each calling in a loop until
-/// `stop`; pauses a little after a failure so a dead server is not spun on.
+/// `stop` ([`spawn_loop`]).
 fn spawn_load(
     channel: &Channel,
     t: &Tenant,
@@ -269,169 +412,22 @@ fn spawn_load(
     stop: &Arc<AtomicBool>,
     shape: Shape,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    let pause = || tokio::time::sleep(Duration::from_millis(20));
-    {
-        let (mut c, t, calls, stop) = (
-            proto::metrics_service_client::MetricsServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = Uuid::new_v4();
-                let req = metric_batch(t.org, batch, shape.metric_points);
-                let r = timed(
-                    &calls,
-                    RECORD_METRICS,
-                    batch.to_string(),
-                    shape.deadline,
-                    c.record_metrics(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
-    {
-        let (mut c, t, calls, stop) = (
-            proto::similarity_service_client::SimilarityServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = Uuid::new_v4();
-                let req = embedding_batch(t.org, batch, shape.embeddings);
-                let r = timed(
-                    &calls,
-                    UPSERT_EMBEDDINGS,
-                    embedding_marker(batch),
-                    shape.deadline,
-                    c.upsert_embeddings(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
-    {
-        let (mut c, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let key = format!("key-{}", Uuid::new_v4());
-                let req = log_entry(t.org, &key);
-                let (mut call, r) = timed_call(
-                    LOG_AI_CONTEXT,
-                    key,
-                    shape.deadline,
-                    c.log_ai_context(with_deadline(req, &t.token, shape.deadline)),
-                )
-                .await;
-                call.id = r.as_ref().map(|r| r.id.clone());
-                calls.push(call);
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
-    }
+    let load = Load {
+        channel: channel.clone(),
+        t: t.clone(),
+        calls: calls.clone(),
+        shape,
+    };
+    let mut tasks = vec![
+        spawn_loop(&load, stop, record_metrics_once),
+        spawn_loop(&load, stop, upsert_embeddings_once),
+        spawn_loop(&load, stop, log_ai_context_once),
+    ];
     if shape.stream_entries > 0 {
-        let (mut c, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Acquire) {
-                let batch = format!("stream-{}", Uuid::new_v4());
-                let msgs: Vec<proto::LogAiContextRequest> =
-                    stream_keys(&batch, shape.stream_entries)
-                        .iter()
-                        .map(|k| log_entry(t.org, k))
-                        .collect();
-                let req = with_deadline(tokio_stream::iter(msgs), &t.token, shape.deadline);
-                let r = timed(
-                    &calls,
-                    LOG_AI_CONTEXT_STREAM,
-                    batch,
-                    shape.deadline,
-                    c.log_ai_context_stream(req),
-                )
-                .await;
-                if r.is_none() {
-                    pause().await;
-                }
-            }
-        }));
+        tasks.push(spawn_loop(&load, stop, log_ai_context_stream_once));
     }
     if shape.reads {
-        let (mut ai, mut met, mut org, t, calls, stop) = (
-            proto::ai_context_service_client::AiContextServiceClient::new(channel.clone()),
-            proto::metrics_service_client::MetricsServiceClient::new(channel.clone()),
-            proto::organization_service_client::OrganizationServiceClient::new(channel.clone()),
-            t.clone(),
-            calls.clone(),
-            stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let d = shape.deadline;
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                i += 1;
-                let failed = match i % 3 {
-                    0 => {
-                        let req = proto::ListAiContextRequest {
-                            organization_id: t.org.to_string(),
-                            page_size: 20,
-                            ..Default::default()
-                        };
-                        let call = ai.list_ai_context(with_deadline(req, &t.token, d));
-                        timed(&calls, "ListAiContext", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                    1 => {
-                        let req = proto::GetMetricsAggregatedRequest {
-                            organization_id: t.org.to_string(),
-                            entity: entity(Uuid::new_v4()),
-                            metric_name: "likes".into(),
-                            ..Default::default()
-                        };
-                        let call = met.get_metrics_aggregated(with_deadline(req, &t.token, d));
-                        timed(&calls, "GetMetricsAggregated", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                    _ => {
-                        let req = proto::UserHasOrgPermissionRequest {
-                            user_id: t.user.to_string(),
-                            organization_id: t.org.to_string(),
-                            required_role: proto::Role::Viewer as i32,
-                        };
-                        let call = org.user_has_org_permission(with_deadline(req, &t.token, d));
-                        timed(&calls, "UserHasOrgPermission", String::new(), d, call)
-                            .await
-                            .is_none()
-                    }
-                };
-                if failed {
-                    pause().await;
-                }
-            }
-        }));
+        tasks.push(spawn_loop(&load, stop, read_once));
     }
     tasks
 }
@@ -603,27 +599,38 @@ fn sent(calls: &[Call]) -> Vec<Call> {
         .collect()
 }
 
-/// Every status a health Watch stream (on a connection of its own) sends,
-/// from the first one (received before this returns) until the task is
-/// aborted.
-async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle<()>) {
+/// The statuses a health watch has seen so far, and the task that collects
+/// them ([`watch_health`]).
+type Watch = (Arc<Mutex<Vec<i32>>>, JoinHandle<()>);
+
+/// A health Watch stream on a connection of its own.
+async fn health_watch(svc: &ServiceProcess) -> tonic::Streaming<HealthCheckResponse> {
     let channel = Channel::from_shared(format!("http://{}", svc.addr))
         .expect("a channel URL")
         .connect()
         .await
         .expect("connecting");
-    let mut watch = HealthClient::new(channel)
+    HealthClient::new(channel)
         .watch(HealthCheckRequest {
             service: String::new(),
         })
         .await
         .expect("watching health")
-        .into_inner();
-    let first = watch
-        .next()
+        .into_inner()
+}
+
+/// The next status a health watch sends, if any.
+async fn next_status(watch: &mut tonic::Streaming<HealthCheckResponse>) -> Option<i32> {
+    watch.next().await.and_then(|r| r.ok()).map(|r| r.status)
+}
+
+/// Every status a health Watch stream (on a connection of its own) sends,
+/// from the first one (received before this returns) until the task is
+/// aborted.
+async fn watch_health(svc: &ServiceProcess) -> Watch {
+    let mut watch = health_watch(svc).await;
+    let first = next_status(&mut watch)
         .await
-        .and_then(|r| r.ok())
-        .map(|r| r.status)
         .expect("a first health status");
     let seen = Arc::new(Mutex::new(vec![first]));
     let task = {
@@ -635,6 +642,19 @@ async fn watch_health(svc: &ServiceProcess) -> (Arc<Mutex<Vec<i32>>>, JoinHandle
         })
     };
     (seen, task)
+}
+
+/// Waits until a watch has seen health go NOT_SERVING (`watched`): the
+/// service has noticed the database is gone.
+async fn wait_not_serving(watched: &Mutex<Vec<i32>>) {
+    eventually(RECOVERY, || async {
+        let statuses = watched.lock().expect("health lock").clone();
+        seen(
+            statuses.contains(&(ServingStatus::NotServing as i32)),
+            format!("health: {statuses:?} (1 SERVING, 2 NOT_SERVING)"),
+        )
+    })
+    .await;
 }
 
 /// Health went NOT_SERVING and then SERVING again, as `seen` by a watch.
@@ -652,14 +672,14 @@ fn assert_health_followed_the_database(seen: &Mutex<Vec<i32>>) {
 }
 
 async fn wait_health(svc: &ServiceProcess, want: ServingStatus, within: Duration) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if svc.health().await == Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("health was not {want:?} within {within:?}:\n{}", svc.log());
+    eventually(within, || async {
+        let health = svc.health().await;
+        seen(
+            health == Some(want),
+            format!("health {health:?}, not {want:?}:\n{}", svc.log()),
+        )
+    })
+    .await;
 }
 
 /// SIGTERM, then a clean exit within the grace period (the service's
@@ -681,6 +701,40 @@ fn assert_no_panic(log: &str) {
 
 // --- The database restarted under a load ---------------------------------
 
+/// The load the database outages meet: every writer but the stream, and
+/// the reader.
+const OUTAGE_LOAD: Shape = Shape {
+    metric_points: 20,
+    embeddings: 3,
+    stream_entries: 0,
+    reads: true,
+    deadline: DEADLINE,
+};
+/// A load's calls, its stop flag and its tasks.
+type RunningLoad = (Calls, Arc<AtomicBool>, Vec<JoinHandle<()>>);
+
+/// The writers of [`OUTAGE_LOAD`].
+const OUTAGE_WRITERS: [&str; 3] = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
+
+/// A service over a database of its own, under [`OUTAGE_LOAD`] (each
+/// writer has succeeded three times), with its health watched: the
+/// database (which keeps every commit through a crash: `synchronous_commit`
+/// on), the service, its tenant, the watch ([`watch_health`]) and the load
+/// (its calls, its stop, its tasks).
+async fn under_load() -> (TestDb, ServiceProcess, Tenant, Watch, RunningLoad) {
+    let db = TestDb::empty_durable().await;
+    let mut svc = ServiceProcess::spawn(&db.url, &[]);
+    svc.wait_serving(STARTUP).await;
+    let t = new_tenant(&svc.channel).await;
+    let watch = watch_health(&svc).await;
+    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
+    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, OUTAGE_LOAD);
+    calls
+        .wait_oks(&OUTAGE_WRITERS, 3, Instant::now(), RECOVERY)
+        .await;
+    (db, svc, t, watch, (calls, stop, tasks))
+}
+
 /// Restarts PostgreSQL in `mode` while four clients write and read with a
 /// deadline, then checks every call, health, and every acknowledged write.
 /// Seen failing: with `synchronous_commit` off (immediate mode loses
@@ -690,32 +744,22 @@ async fn database_restart_under_load(mode: ShutdownMode) {
     // synchronous_commit on: an immediate shutdown must not lose what the
     // service acknowledged (with the throwaway default, off, this test
     // fails: acknowledged commits still in WAL buffers are lost).
-    let mut db = TestDb::empty_durable().await;
-    let mut svc = ServiceProcess::spawn(&db.url, &[]);
-    svc.wait_serving(STARTUP).await;
-    let t = new_tenant(&svc.channel).await;
-    let shape = Shape {
-        metric_points: 20,
-        embeddings: 3,
-        stream_entries: 0,
-        reads: true,
-        deadline: DEADLINE,
-    };
-    let writers = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
+    let (mut db, svc, t, (health, watcher), (calls, stop, tasks)) = under_load().await;
+    let (shape, writers) = (OUTAGE_LOAD, OUTAGE_WRITERS);
     let readers = [
         "ListAiContext",
         "GetMetricsAggregated",
         "UserHasOrgPermission",
     ];
-    let (health, watcher) = watch_health(&svc).await;
-    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
-    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
-    calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
 
     let down = Instant::now();
     tokio::task::block_in_place(|| db.cluster().stop_with(mode)).expect("stopping PostgreSQL");
-    // A while without any server: calls must fail fast, not wait.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A while without any server: calls must fail fast, not wait. Until
+    // the service has noticed, and each writer has met the outage.
+    wait_not_serving(&health).await;
+    calls
+        .wait_for(Code::Unavailable, &writers, 3, down, RECOVERY)
+        .await;
     tokio::task::block_in_place(|| db.cluster().restart_stopped())
         .expect("starting PostgreSQL again");
     let up = Instant::now();
@@ -777,22 +821,8 @@ async fn a_database_crash_restart_under_load_gives_unavailable_then_recovers_and
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_database_refuses_connections_during_recovery_calls_are_unavailable_within_their_deadline(
 ) {
-    let mut db = TestDb::empty_durable().await;
-    let mut svc = ServiceProcess::spawn(&db.url, &[]);
-    svc.wait_serving(STARTUP).await;
-    let t = new_tenant(&svc.channel).await;
-    let shape = Shape {
-        metric_points: 20,
-        embeddings: 3,
-        stream_entries: 0,
-        reads: true,
-        deadline: DEADLINE,
-    };
-    let writers = [RECORD_METRICS, UPSERT_EMBEDDINGS, LOG_AI_CONTEXT];
-    let (health, watcher) = watch_health(&svc).await;
-    let (calls, stop) = (Calls::default(), Arc::new(AtomicBool::new(false)));
-    let tasks = spawn_load(&svc.channel, &t, &calls, &stop, shape);
-    calls.wait_oks(&writers, 3, Instant::now(), RECOVERY).await;
+    let (mut db, svc, t, (health, watcher), (calls, stop, tasks)) = under_load().await;
+    let (shape, writers) = (OUTAGE_LOAD, OUTAGE_WRITERS);
 
     tokio::task::block_in_place(|| {
         db.cluster().stop_with(ShutdownMode::Fast)?;
@@ -800,8 +830,19 @@ async fn while_the_database_refuses_connections_during_recovery_calls_are_unavai
     })
     .expect("restarting PostgreSQL as a standby");
     let refusing = Instant::now();
-    // Calls meet the refusing server for longer than their deadline.
-    tokio::time::sleep(DEADLINE * 2).await;
+    // Calls meet the refusing server for longer than their deadline: until
+    // the service has noticed, and each writer has been refused a call it
+    // made a deadline after the refusals began.
+    wait_not_serving(&health).await;
+    calls
+        .wait_for(
+            Code::Unavailable,
+            &writers,
+            1,
+            refusing + DEADLINE,
+            RECOVERY,
+        )
+        .await;
     tokio::task::block_in_place(|| db.cluster().promote()).expect("promoting PostgreSQL");
     let up = Instant::now();
     calls.wait_oks(&writers, 3, up, RECOVERY).await;
@@ -1109,8 +1150,7 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         let req = with_deadline(req, &t.token, Duration::from_secs(60));
         tokio::spawn(async move { sim.upsert_embeddings(req).await })
     };
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE application_name = 'affinity' AND wait_event_type = 'Lock'",
@@ -1118,15 +1158,9 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         .fetch_one(&db.pool)
         .await
         .expect("reading pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the upsert never waited on the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        seen(waiting > 0, "the upsert never waited on the lock")
+    })
+    .await;
 
     // Quick calls keep coming on the same connection meanwhile.
     let shape = Shape {
@@ -1147,28 +1181,14 @@ async fn on_sigterm_health_goes_not_serving_in_flight_calls_finish_new_ones_are_
         )
         .await;
 
-    // A health watch on a connection of its own.
-    let watch_channel = Channel::from_shared(format!("http://{}", svc.addr))
-        .expect("a channel URL")
-        .connect()
-        .await
-        .expect("connecting");
-    let mut watch = HealthClient::new(watch_channel)
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("watching health")
-        .into_inner();
-    let first = watch.next().await.and_then(|r| r.ok()).map(|r| r.status);
+    let mut watch = health_watch(&svc).await;
+    let first = next_status(&mut watch).await;
     assert_eq!(first, Some(ServingStatus::Serving as i32));
 
     svc.signal(libc::SIGTERM);
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let next = tokio::time::timeout(Duration::from_secs(10), next_status(&mut watch))
         .await
-        .expect("a health update after SIGTERM")
-        .and_then(|r| r.ok())
-        .map(|r| r.status);
+        .expect("a health update after SIGTERM");
     assert_eq!(next, Some(ServingStatus::NotServing as i32));
     drop(watch);
     // The slow call holds the service up: it cannot have exited.

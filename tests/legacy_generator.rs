@@ -234,7 +234,7 @@ async fn checksums(pool: &PgPool) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn small_has_every_awkward_case() {
+async fn the_small_configuration_fills_every_table_as_counted_with_every_awkward_case() {
     let db = common::TestDb::empty().await;
     let stats = create_and_fill(&db.pool, &LegacyConfig::small())
         .await
@@ -245,7 +245,7 @@ async fn small_has_every_awkward_case() {
 }
 
 #[tokio::test]
-async fn same_seed_same_data() {
+async fn the_same_seed_fills_the_same_data_and_another_seed_changes_every_table() {
     let a = common::TestDb::empty().await;
     let b = common::TestDb::empty().await;
     let sa = create_and_fill(&a.pool, &LegacyConfig::small())
@@ -272,7 +272,7 @@ async fn same_seed_same_data() {
 }
 
 #[tokio::test]
-async fn standard_loads_quickly() {
+async fn the_standard_configuration_fills_every_table_as_counted_within_30_seconds() {
     let db = common::TestDb::empty().await;
     let started = Instant::now();
     let stats = create_and_fill(&db.pool, &LegacyConfig::standard())

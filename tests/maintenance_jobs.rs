@@ -12,6 +12,7 @@ use affinity::store::maintenance::ARCHIVE_LOCK_KEY;
 use chrono::{Datelike, Months, Utc};
 use common::scrape;
 use common::server::TestServer;
+use common::wait::{eventually, seen};
 use common::TestDb;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -35,20 +36,8 @@ async fn partition_exists(pool: &PgPool, name: &str) -> bool {
         .unwrap()
 }
 
-/// Waits (bounded) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within 30 s: {what}");
-}
+/// The bound of every wait for the service's scheduled work.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// `affinity_maintenance_runs_total` of one job and outcome (0 when absent).
 async fn runs(addr: SocketAddr, job: &str, outcome: &str) -> f64 {
@@ -76,16 +65,13 @@ async fn the_service_creates_the_coming_months_partitions_at_start_and_on_its_sc
     .await;
     let pool = s.db.pool.clone();
     // At start (beside SERVING, not before it): wait, bounded.
-    eventually("partitions of this month and the next 5", || {
-        let pool = pool.clone();
-        async move {
-            for m in 0..=5 {
-                if !partition_exists(&pool, &partition_name(m)).await {
-                    return false;
-                }
+    eventually(WAIT, || async {
+        for m in 0..=5 {
+            if !partition_exists(&pool, &partition_name(m)).await {
+                return Err(format!("no partition {} yet", partition_name(m)));
             }
-            true
         }
+        Ok(())
     })
     .await;
 
@@ -109,9 +95,11 @@ async fn the_service_creates_the_coming_months_partitions_at_start_and_on_its_sc
         .execute(&pool)
         .await
         .unwrap();
-    eventually("the dropped partition recreated by the schedule", || {
-        let pool = pool.clone();
-        async move { partition_exists(&pool, &partition_name(3)).await }
+    eventually(WAIT, || async {
+        seen(
+            partition_exists(&pool, &partition_name(3)).await,
+            "the dropped partition not recreated by the schedule",
+        )
     })
     .await;
     s.shutdown().await.unwrap();
@@ -167,10 +155,12 @@ async fn scheduled_archival_moves_old_points_and_skips_while_another_replica_run
         }
     };
 
-    eventually(
-        "a scheduled run skipped while the lock is held",
-        || async move { runs(metrics, "archive", "skipped").await >= 1.0 },
-    )
+    eventually(WAIT, || async {
+        seen(
+            runs(metrics, "archive", "skipped").await >= 1.0,
+            "no scheduled run skipped while the lock is held",
+        )
+    })
     .await;
     assert_eq!(runs(metrics, "archive", "done").await, 0.0);
     assert_eq!(
@@ -180,10 +170,12 @@ async fn scheduled_archival_moves_old_points_and_skips_while_another_replica_run
     );
 
     other.commit().await.unwrap();
-    eventually(
-        "a scheduled run done once the lock is free",
-        || async move { runs(metrics, "archive", "done").await >= 1.0 },
-    )
+    eventually(WAIT, || async {
+        seen(
+            runs(metrics, "archive", "done").await >= 1.0,
+            "no scheduled run done once the lock is free",
+        )
+    })
     .await;
     assert_eq!(
         counts().await,

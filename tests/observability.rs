@@ -11,6 +11,7 @@ use common::scrape;
 use common::server::{
     aggregation, authed, code, new_tenant, service_token, user_token, TestServer,
 };
+use common::wait::{eventually, seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::metadata::MetadataMap;
 use tonic::Code;
@@ -88,18 +89,18 @@ async fn the_metrics_endpoint_shows_calls_errors_latency_pool_migrations_and_cac
     // arriving after the first check drops what it cached. Ask again until
     // a check is served from the cache (bounded).
     let hit = r#"affinity_permission_cache_requests_total{result="hit"}"#;
-    let mut body = body;
-    for _ in 0..50 {
+    let body = eventually(Duration::from_secs(10), || async {
+        let body = scrape(metrics).await;
         if value(&body, hit).is_some_and(|n| n >= 1.0) {
-            break;
+            return Ok(body);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         s.orgs()
             .user_has_org_permission(authed(permission_request(t.user, t.org), &service_token()))
             .await
             .unwrap();
-        body = scrape(metrics).await;
-    }
+        Err(body)
+    })
+    .await;
     let hits = value(&body, hit);
     let misses = value(
         &body,
@@ -257,19 +258,14 @@ async fn calls_waiting_for_a_pool_connection_are_counted() {
             tokio::spawn(async move { c.record_metrics(req).await })
         })
         .collect();
-    let mut waiting = None;
-    for _ in 0..100 {
-        waiting = value(&scrape(metrics).await, "affinity_db_pool_waiting");
-        if waiting == Some(2.0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        waiting,
-        Some(2.0),
-        "one call holds the connection, two wait"
-    );
+    eventually(Duration::from_secs(10), || async {
+        let waiting = value(&scrape(metrics).await, "affinity_db_pool_waiting");
+        seen(
+            waiting == Some(2.0),
+            format!("{waiting:?} waiting: one call holds the connection, two wait"),
+        )
+    })
+    .await;
     lock.commit().await.unwrap();
     for call in calls {
         call.await
@@ -295,14 +291,14 @@ fn with_request_id<T>(mut req: tonic::Request<T>, id: &'static str) -> tonic::Re
 /// is written as the call ends, a moment after the client has its answer),
 /// checks that it holds every one of `parts`, and returns the whole log.
 async fn check_the_line_of(svc: &ServiceProcess, request_id: &str, parts: &[&str]) -> String {
-    let mut log = svc.log();
-    for _ in 0..50 {
-        if log.contains(request_id) {
-            break;
+    let log = eventually(Duration::from_secs(5), || async {
+        let log = svc.log();
+        match log.contains(request_id) {
+            true => Ok(log),
+            false => Err(format!("no line for {request_id}:\n{log}")),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        log = svc.log();
-    }
+    })
+    .await;
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(request_id)).collect();
     assert_eq!(lines.len(), 1, "one line for {request_id}:\n{log}");
     for part in parts {

@@ -83,27 +83,27 @@ async fn new_user(pool: &PgPool) -> (Uuid, Uuid) {
     (user, org)
 }
 
-async fn put_embedding(
-    pool: &PgPool,
-    org: Uuid,
-    entity_type: &str,
-    id: Uuid,
-    model: &str,
-    v: &[f32],
-) {
-    sqlx::query(
-        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-         VALUES ($1, $2, $3, $4, $5, $6::vector)",
-    )
-    .bind(org)
-    .bind(entity_type)
-    .bind(id)
-    .bind(model)
-    .bind(v.len() as i32)
-    .bind(vector_literal(v))
-    .execute(pool)
-    .await
-    .unwrap();
+/// One embedding to store: organization, entity type, entity id, model,
+/// vector.
+type EmbeddingRow = (Uuid, &'static str, Uuid, &'static str, Vec<f32>);
+
+/// Stores each of `rows` with plain SQL.
+async fn put_embeddings(pool: &PgPool, rows: &[EmbeddingRow]) {
+    for (org, entity_type, id, model, v) in rows {
+        sqlx::query(
+            "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+             VALUES ($1, $2, $3, $4, $5, $6::vector)",
+        )
+        .bind(org)
+        .bind(entity_type)
+        .bind(id)
+        .bind(model)
+        .bind(v.len() as i32)
+        .bind(vector_literal(v))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -165,22 +165,21 @@ async fn migrations_build_every_table_view_and_function_on_an_empty_database() {
 #[tokio::test]
 async fn running_the_migrations_again_applies_nothing() {
     let db = TestDb::migrated().await;
-    let before: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let applied = || async {
+        sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT version, checksum FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = applied().await;
     assert_eq!(before.len(), MIGRATOR.migrations.len());
-    let applied = affinity::db::migrate::run(&db.pool)
+    let newly_applied = affinity::db::migrate::run(&db.pool)
         .await
         .expect("second run");
-    assert_eq!(applied, 0);
-    let after: Vec<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
-    assert_eq!(before, after);
+    assert_eq!(newly_applied, 0);
+    assert_eq!(before, applied().await);
     let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
         .fetch_one(&db.pool)
         .await
@@ -274,60 +273,18 @@ async fn find_similar_content_leaves_out_the_source_and_other_organizations() {
     let other_model = Uuid::new_v4();
     let chat = Uuid::new_v4();
     let in_b = Uuid::new_v4();
-    put_embedding(
+    put_embeddings(
         &db.pool,
-        org_a,
-        "post",
-        source,
-        "m1",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        near,
-        "m1",
-        &unit_vector(384, 0, 0.02),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        far,
-        "m1",
-        &unit_vector(384, 5, 0.0),
-    )
-    .await;
-    // Same direction, other model: never compared with m1.
-    put_embedding(
-        &db.pool,
-        org_a,
-        "post",
-        other_model,
-        "m2",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org_a,
-        "chat_message",
-        chat,
-        "m1",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    // Identical vector in organization B: must never show up.
-    put_embedding(
-        &db.pool,
-        org_b,
-        "post",
-        in_b,
-        "m1",
-        &unit_vector(384, 0, 0.0),
+        &[
+            (org_a, "post", source, "m1", unit_vector(384, 0, 0.0)),
+            (org_a, "post", near, "m1", unit_vector(384, 0, 0.02)),
+            (org_a, "post", far, "m1", unit_vector(384, 5, 0.0)),
+            // Same direction, other model: never compared with m1.
+            (org_a, "post", other_model, "m2", unit_vector(384, 0, 0.0)),
+            (org_a, "chat_message", chat, "m1", unit_vector(384, 0, 0.0)),
+            // Identical vector in organization B: must never show up.
+            (org_b, "post", in_b, "m1", unit_vector(384, 0, 0.0)),
+        ],
     )
     .await;
 
@@ -573,11 +530,13 @@ async fn archive_old_metrics_moves_points_past_the_retention() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let moved: i64 = sqlx::query_scalar("SELECT archive_old_metrics(interval '30 days')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(moved, 70); // 30.5 to 99.5 days old
+    let archive = || async {
+        sqlx::query_scalar::<_, i64>("SELECT archive_old_metrics(interval '30 days')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(archive().await, 70); // 30.5 to 99.5 days old
     let (hot, archived): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM time_series_metrics), (SELECT count(*) FROM archive.time_series_metrics)",
     )
@@ -585,22 +544,13 @@ async fn archive_old_metrics_moves_points_past_the_retention() {
     .await
     .unwrap();
     assert_eq!((hot, archived), (30, 70));
-    let again: i64 = sqlx::query_scalar("SELECT archive_old_metrics(interval '30 days')")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(again, 0);
+    assert_eq!(archive().await, 0);
 }
 
 #[tokio::test]
 async fn a_new_user_gets_a_personal_organization_on_first_sight() {
     let db = TestDb::migrated().await;
-    let user = Uuid::new_v4();
-    let org: Uuid = sqlx::query_scalar("SELECT ensure_user_profile($1)")
-        .bind(user)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let (user, org) = new_user(&db.pool).await;
     let again: Uuid = sqlx::query_scalar("SELECT ensure_user_profile($1)")
         .bind(user)
         .fetch_one(&db.pool)
@@ -623,22 +573,12 @@ async fn find_similar_content_leaves_the_callers_search_settings_alone() {
     let db = TestDb::migrated().await;
     let (_, org) = new_user(&db.pool).await;
     let source = Uuid::new_v4();
-    put_embedding(
+    put_embeddings(
         &db.pool,
-        org,
-        "post",
-        source,
-        "m",
-        &unit_vector(384, 0, 0.0),
-    )
-    .await;
-    put_embedding(
-        &db.pool,
-        org,
-        "post",
-        Uuid::new_v4(),
-        "m",
-        &unit_vector(384, 1, 0.0),
+        &[
+            (org, "post", source, "m", unit_vector(384, 0, 0.0)),
+            (org, "post", Uuid::new_v4(), "m", unit_vector(384, 1, 0.0)),
+        ],
     )
     .await;
     let mut tx = db.pool.begin().await.unwrap();

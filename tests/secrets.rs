@@ -13,7 +13,6 @@ use affinity_testkit::cluster::TempCluster;
 use common::server::authed;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 use uuid::Uuid;
 
 const JWT_SECRET: &str = "jwt-secret-never-shown-7f3a9c1e5b2d4680";
@@ -96,16 +95,13 @@ struct Service {
     child: Child,
     addr: String,
     log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`: it ends with the pipe.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
     fn start(database_url: &str, log_format: &str) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", common::process::free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_affinity"))
             .env("DATABASE_URL", database_url)
             .env("AFFINITY_JWT_SECRET", JWT_SECRET)
@@ -120,14 +116,19 @@ impl Service {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        Service { child, addr, log }
+        Service {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
     }
 
     fn channel(&self) -> Channel {
@@ -158,8 +159,10 @@ impl Service {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().unwrap();
-        // The reader thread ends with the pipe; give it a moment to drain.
-        std::thread::sleep(Duration::from_millis(200));
+        // The reader thread ends with the pipe, once it has drained it.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader thread");
+        }
         self.log()
     }
 }
@@ -234,19 +237,14 @@ async fn serving_with_a_password_and_a_secret_logs_neither_and_errors_carry_neit
     let db = PasswordDb::start().await;
     let service = Service::start(&db.url(DB_PASSWORD), "text");
     let channel = service.channel();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let health = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await;
-        if health.is_ok_and(|h| h.into_inner().status == ServingStatus::Serving as i32) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not SERVING:\n{}", service.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let serving =
+        common::server::await_health(channel.clone(), 600, |s| s == ServingStatus::Serving).await;
+    assert_eq!(
+        serving,
+        Some(ServingStatus::Serving),
+        "not SERVING:\n{}",
+        service.log()
+    );
 
     // Errors of every kind a client can provoke.
     let mut statuses = vec![list_members(channel.clone()).await];

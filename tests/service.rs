@@ -378,21 +378,8 @@ async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_una
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();
-    let mut health = HealthClient::new(channel.clone());
-    let mut status = None;
-    for _ in 0..50 {
-        if let Ok(r) = health
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-        {
-            status = Some(r.into_inner().status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, Some(ServingStatus::NotServing as i32));
+    let status = await_health(channel.clone(), 50, |_| true).await;
+    assert_eq!(status, Some(ServingStatus::NotServing));
     let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
     let r = orgs
         .list_members(authed(
@@ -404,12 +391,7 @@ async fn until_the_database_is_reachable_health_is_not_serving_and_calls_are_una
         .await;
     assert_eq!(code(r), Code::Unavailable);
     // Shutdown works while it is still retrying.
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop_server(stop, handle).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -431,12 +413,7 @@ struct Binary {
 
 impl Binary {
     fn start(data_dir: &std::path::Path) -> Binary {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", common::process::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_affinity"))
             .env_remove("DATABASE_URL")
             .env_remove("AFFINITY_JWT_SECRET")
@@ -453,21 +430,13 @@ impl Binary {
         let channel = Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect_lazy();
-        let mut health = HealthClient::new(channel.clone());
-        for _ in 0..1200 {
-            if let Ok(r) = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-            {
-                if r.into_inner().status == ServingStatus::Serving as i32 {
-                    return channel;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the binary did not become SERVING");
+        let status = await_health(channel.clone(), 1200, |s| s == ServingStatus::Serving).await;
+        assert_eq!(
+            status,
+            Some(ServingStatus::Serving),
+            "the binary did not become SERVING"
+        );
+        channel
     }
 
     /// SIGTERM, then the exit status.

@@ -287,21 +287,9 @@ async fn plaintext_on_a_non_loopback_address_needs_to_be_asked_for() {
     let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect_lazy();
-    let mut status = None;
-    for _ in 0..100 {
-        if let Ok(s) = health(channel.clone()).await {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = common::server::await_health(channel, 100, |_| true).await;
     assert_eq!(status, Some(ServingStatus::NotServing));
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    common::server::stop_server(stop, handle).await;
 }
 
 /// Runs the binary with `args` and `env`; it must exit by itself within 30 s.

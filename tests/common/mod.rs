@@ -2,8 +2,10 @@
 //! (initdb into a temporary directory, unix socket only), torn down at the end.
 #![allow(dead_code)]
 
+pub mod changes;
 pub mod process;
 pub mod server;
+pub mod wait;
 
 use affinity::db::cluster::ClusterOptions;
 use affinity::db::migrate;
