@@ -8,9 +8,9 @@ use std::time::Duration;
 use affinity::config::Switch;
 use affinity::proto;
 use common::server::{aggregation, authed, TestServer};
+use common::wait::{eventually, seen};
 use common::TestDb;
 use sqlx::PgPool;
-use tokio::time::Instant;
 
 async fn server_with_switches_off() -> TestServer {
     TestServer::start_with(TestDb::empty().await, |c| {
@@ -89,15 +89,11 @@ async fn without_warm_connections_a_killed_idle_backend_fails_no_call() {
             .unwrap();
     }
     // Gone for good before the next call looks for a connection.
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || async {
         let left = idle_backends(pool, "%get_metrics_aggregated%").await;
-        if !left.iter().any(|pid| idle.contains(pid)) {
-            break;
-        }
-        assert!(Instant::now() < until, "backends {left:?} still there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        seen(!left.iter().any(|pid| idle.contains(pid)), left)
+    })
+    .await;
     // sqlx's pool checks every connection it hands out: none is found dead
     // by a call.
     for _ in 0..5 {
