@@ -67,11 +67,7 @@ pub async fn finalize(config: Config) -> anyhow::Result<()> {
     let done = on_database(&config, async |pool| {
         let checks = integrity_checks(pool).await?;
         print!("{}", format_checks(&checks));
-        let failed: Vec<&str> = checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = maintenance::failed(&checks);
         if !failed.is_empty() {
             anyhow::bail!(
                 "finalize refused, nothing was dropped: integrity checks failed: {}",

@@ -59,11 +59,7 @@ impl MaintenanceApi {
         let rows = store::verify_migration_integrity(db.conn()).await?;
         db.finish().await?;
         let all_passed = rows.iter().all(|c| c.passed);
-        let failed: Vec<&str> = rows
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = store::failed(&rows);
         if !failed.is_empty() {
             tracing::warn!(failed = ?failed, "migration integrity checks failed");
         }

@@ -95,29 +95,33 @@ pub(super) fn db_message(e: &sqlx::Error) -> String {
 /// the applied ones are the bundled ones unchanged. Returns how many it
 /// applied. On error nothing was applied.
 pub async fn run(pool: &PgPool) -> anyhow::Result<usize> {
-    let mut conn = pool.acquire().await.context("connecting to migrate")?;
-    // sqlx's migration advisory lock: replicas starting together (or an
-    // older replica running sqlx's own runner) migrate one at a time; the
-    // others wait, then find nothing pending.
+    // Replicas starting together (or an older replica running sqlx's own
+    // runner) migrate one at a time; the others wait, then find nothing
+    // pending.
     tracing::info!("taking the migration lock (waits while another replica migrates)");
+    with_migration_lock(pool, async |conn| apply_pending(conn).await).await
+}
+
+/// Runs `work` on a connection holding sqlx's migration advisory lock, then
+/// releases it. A connection whose work failed or that cannot unlock is
+/// closed, not handed back to the pool (closing the session releases the
+/// lock too).
+pub(super) async fn with_migration_lock<T>(
+    pool: &PgPool,
+    work: impl AsyncFnOnce(&mut PgConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut conn = pool.acquire().await.context("connecting to the database")?;
     conn.lock()
         .await
         .context("taking the migration advisory lock")?;
-    let result = apply_pending(&mut conn).await;
-    unlock(conn, result.is_err()).await;
-    result
-}
-
-/// Releases the lock taken by `conn.lock()`. A connection whose work failed
-/// or that cannot unlock is closed, not handed back to the pool (closing
-/// the session releases the lock too).
-pub(super) async fn unlock(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>, failed: bool) {
+    let result = work(&mut conn).await;
     if let Err(e) = conn.unlock().await {
         tracing::warn!(error = %e, "releasing the migration advisory lock; closing the connection instead");
         conn.close_on_drop();
-    } else if failed {
+    } else if result.is_err() {
         conn.close_on_drop();
     }
+    result
 }
 
 /// (version, checksum, success) of the migrations the database records.

@@ -2,10 +2,9 @@
 //! (`affinity migrate --rollback`), in one transaction.
 
 use anyhow::Context;
-use sqlx::migrate::Migrate;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-use super::migrate::{applied_migrations, db_message, unlock};
+use super::migrate::{applied_migrations, db_message, with_migration_lock};
 
 /// The last migration [`rollback`] knows how to undo. A new migration file
 /// must extend `rollback.sql` (and this constant) with what it creates.
@@ -30,14 +29,8 @@ pub struct RolledBack {
 /// built on an empty database (there is no legacy state), or when the
 /// database has migrations this rollback does not know.
 pub async fn rollback(pool: &PgPool) -> anyhow::Result<RolledBack> {
-    let mut conn = pool.acquire().await.context("connecting to roll back")?;
     // The migrations' lock: no replica migrates meanwhile.
-    conn.lock()
-        .await
-        .context("taking the migration advisory lock")?;
-    let result = rollback_locked(&mut conn).await;
-    unlock(conn, result.is_err()).await;
-    result
+    with_migration_lock(pool, async |conn| rollback_locked(conn).await).await
 }
 
 async fn rollback_locked(conn: &mut PgConnection) -> anyhow::Result<RolledBack> {

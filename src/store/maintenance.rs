@@ -10,6 +10,15 @@ pub struct IntegrityCheck {
     pub details: String,
 }
 
+/// The names of the checks that did not pass.
+pub fn failed(checks: &[IntegrityCheck]) -> Vec<&str> {
+    checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
 /// Every check, in the function's order.
 pub async fn verify_migration_integrity<'e>(
     db: impl PgExecutor<'e>,
