@@ -1,15 +1,18 @@
-//! Connections between calls (`src/db/pool.rs` `CountedPool::acquire_call`):
+//! Connections between calls (`src/db/pool.rs` `CountedPool::acquire_call`, `src/db/warm.rs`):
 //! a connection that just served a whole call is handed to the next call
 //! without sqlx's pings; anything else goes back to sqlx's pool, which
-//! tests it. Neither a cancelled call's open transaction nor a backend
-//! killed while its connection waits may reach later calls.
+//! tests it (all of them do with `AFFINITY_WARM_CONNECTIONS=off`). Neither
+//! a cancelled call's open transaction nor a backend killed while its
+//! connection waits may reach later calls.
 
 mod common;
 
 use std::time::Duration;
 
-use common::server::{aggregation, authed, TestServer};
+use affinity::config::Switch;
+use common::server::{aggregation, authed, Tenant, TestServer};
 use common::wait::{eventually, seen};
+use common::TestDb;
 use sqlx::PgPool;
 use tonic::Code;
 
@@ -85,34 +88,59 @@ async fn a_call_cancelled_inside_its_transaction_leaves_no_transaction_open() {
     assert!(backends(&pool, "idle in transaction").await.is_empty());
 }
 
+/// An aggregation of `tenant`'s organization (`end` unset: never cached,
+/// so every call reaches the database).
+async fn aggregate(server: &TestServer, tenant: &Tenant) -> Result<(), tonic::Status> {
+    let req = authed(aggregation(tenant.org), &tenant.token);
+    server.metrics().get_metrics_aggregated(req).await.map(drop)
+}
+
+/// Serves three aggregations, then ends the backends of the connections
+/// that served them, idle now (an administrator's pg_terminate_backend; the
+/// probe's own connection is left alone, so no outage is seen), and waits
+/// until they are gone. Their pids.
+async fn kill_the_idle_backends_of_aggregations(server: &TestServer, tenant: &Tenant) -> Vec<i32> {
+    for _ in 0..3 {
+        aggregate(server, tenant).await.unwrap();
+    }
+    let pool = &server.db.pool;
+    let idle = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity
+             WHERE application_name = 'affinity' AND state = 'idle'
+               AND query LIKE '%get_metrics_aggregated%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    };
+    let killed = idle().await;
+    assert!(!killed.is_empty(), "no idle connection found");
+    for pid in &killed {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(10), || async {
+        let left = idle().await;
+        seen(!left.iter().any(|pid| killed.contains(pid)), left)
+    })
+    .await;
+    killed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_connection_whose_backend_is_killed_fails_at_most_one_call() {
     let server = TestServer::start().await;
     let tenant = server.new_tenant().await;
-    let call = || {
-        let mut client = server.metrics();
-        let req = authed(aggregation(tenant.org), &tenant.token);
-        async move { client.get_metrics_aggregated(req).await }
-    };
-    for _ in 0..3 {
-        call().await.unwrap();
-    }
-    // The connection(s) that served them wait warm: end their backends (an
-    // administrator's pg_terminate_backend; the probe's own connection is
-    // left alone, so no outage is seen).
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE application_name = 'affinity' AND state = 'idle'
-           AND query LIKE '%get_metrics_aggregated%'",
-    )
-    .fetch_all(&server.db.pool)
-    .await
-    .unwrap();
-    assert!(!killed.is_empty(), "no warm connection found");
+    // The connection(s) that served them wait warm.
+    let killed = kill_the_idle_backends_of_aggregations(&server, &tenant).await;
 
     let mut failures = Vec::new();
     for _ in 0..5 {
-        if let Err(status) = call().await {
+        if let Err(status) = aggregate(&server, &tenant).await {
             failures.push(status);
         }
     }
@@ -129,6 +157,21 @@ async fn a_warm_connection_whose_backend_is_killed_fails_at_most_one_call() {
         "{failures:?}"
     );
     for _ in 0..5 {
-        call().await.unwrap();
+        aggregate(&server, &tenant).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_warm_connections_a_killed_idle_backend_fails_no_call() {
+    let server = TestServer::start_with(TestDb::empty().await, |c| {
+        c.warm_connections = Switch::Off;
+    })
+    .await;
+    let tenant = server.new_tenant().await;
+    kill_the_idle_backends_of_aggregations(&server, &tenant).await;
+    // sqlx's pool checks every connection it hands out
+    // (AFFINITY_WARM_CONNECTIONS=off): none is found dead by a call.
+    for _ in 0..5 {
+        aggregate(&server, &tenant).await.unwrap();
     }
 }

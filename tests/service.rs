@@ -224,7 +224,7 @@ async fn health_and_reflection_answer_without_a_token() {
 /// A large message the server streams while the call stays open reaches
 /// the client, and so does the next. The server holds back the write of a
 /// large message for the frames that usually follow it at once
-/// (src/coalesce.rs: the trailers of a reply); here none follow, as the
+/// (src/transport/coalesce.rs: the trailers of a reply); here none follow, as the
 /// client has not finished sending, and the message must not wait for them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_large_streamed_message_reaches_the_client_while_the_call_stays_open() {

@@ -2,6 +2,10 @@
 //! on HTTP/2 itself: h2 writes a DATA payload of 256 bytes or more apart
 //! from the frames after it (a response's trailers), and copies a smaller
 //! one into the same write. An h2 upgrade that changes this fails here.
+//! And the service with coalescing off (`AFFINITY_COALESCE_WRITES=off`)
+//! still answers whole.
+
+mod common;
 
 use std::io;
 use std::pin::Pin;
@@ -9,7 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use affinity::config::Switch;
+use affinity::proto;
 use affinity::transport::coalesce::CoalescedWrites;
+use common::server::{aggregation, authed, TestServer};
+use common::TestDb;
 use hyper::body::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
@@ -148,4 +156,41 @@ async fn coalesced_writes_send_a_response_with_a_large_payload_in_one_write() {
             "{payload} bytes"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_write_coalescing_responses_large_and_small_arrive_whole() {
+    let server = TestServer::start_with(TestDb::empty().await, |c| {
+        c.coalesce_writes = Switch::Off;
+    })
+    .await;
+    let tenant = server.new_tenant().await;
+    // Far over h2's 256 bytes: written apart from its trailers.
+    let checks: Vec<proto::UserHasOrgPermissionRequest> = (0..100)
+        .map(|_| proto::UserHasOrgPermissionRequest {
+            user_id: tenant.user.to_string(),
+            organization_id: tenant.org.to_string(),
+            required_role: proto::Role::Viewer as i32,
+        })
+        .collect();
+    let answers = server
+        .orgs()
+        .check_permissions(authed(
+            proto::CheckPermissionsRequest { checks },
+            &tenant.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(answers.len(), 100);
+    assert!(answers.iter().all(|a| a.allowed));
+    let buckets = server
+        .metrics()
+        .get_metrics_aggregated(authed(aggregation(tenant.org), &tenant.token))
+        .await
+        .unwrap()
+        .into_inner()
+        .buckets;
+    assert!(buckets.is_empty());
 }

@@ -1,5 +1,5 @@
 //! Knowing that a replica has caught up with the database's change
-//! announcements (`src/changes.rs`): a replica receives both caches'
+//! announcements (`src/caches/follow.rs`): a replica receives both caches'
 //! channels on one listening connection, in commit order, so once it has
 //! acted on an announcement committed now, it has acted on every one
 //! committed before. Each probe below makes such an announcement and waits
