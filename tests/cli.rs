@@ -2,9 +2,16 @@
 use std::process::Command;
 
 fn affinity(args: &[&str]) -> std::process::Output {
+    affinity_with(args, &[])
+}
+
+/// The binary with `args`, and of the environment's settings only `env`.
+fn affinity_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_affinity"))
         .args(args)
         .env_remove("AFFINITY_JWT_SECRET")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -73,6 +80,45 @@ fn token_mints_a_verifiable_token_for_each_role() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AFFINITY_JWT_SECRET"));
+}
+
+#[test]
+fn token_finds_its_secret_where_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = "a-secret-the-embedded-service-generated-0123";
+    std::fs::write(dir.path().join("jwt_secret"), generated).unwrap();
+    let user = uuid::Uuid::new_v4().to_string();
+    let args = [
+        "token",
+        "--user",
+        &user,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+
+    // Embedded mode: the secret `serve` generated in the data directory.
+    let out = affinity_with(&args, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let verifier = affinity::auth::Authenticator::new(generated.as_bytes());
+    assert_eq!(
+        verifier.verify(token.trim()).unwrap().subject().to_string(),
+        user
+    );
+
+    // With a DATABASE_URL `serve` needs AFFINITY_JWT_SECRET and never reads
+    // that file: neither does `token`.
+    let out = affinity_with(&args, &[("DATABASE_URL", "postgres://db.invalid/x")]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("AFFINITY_JWT_SECRET") && said.contains("DATABASE_URL"),
+        "{said}"
+    );
 }
 
 #[test]
