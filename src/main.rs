@@ -1,5 +1,5 @@
 //! The `affinity` binary: `serve` (the default), `token`, `migrate`
-//! (`--rollback`), `verify`, `finalize`.
+//! (`--rollback`), `verify`, `finalize`, `vectorizer`.
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -61,6 +61,10 @@ async fn main() -> ExitCode {
             commands::finalize(config).await
         }
         Command::Token(args) => commands::token(args),
+        Command::Vectorizer(args) => {
+            init_logging(args.config.log_format);
+            commands::vectorizer(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -156,6 +156,14 @@ impl Call {
                 NotFound,
                 ResourceExhausted,
             ],
+            // query_text on a server without a text model.
+            Call::SearchAiContext(_) => &[
+                Ok,
+                InvalidArgument,
+                PermissionDenied,
+                FailedPrecondition,
+                ResourceExhausted,
+            ],
             Call::VerifyMigrationIntegrity => &[Ok, PermissionDenied, ResourceExhausted],
             _ => &[Ok, InvalidArgument, PermissionDenied, ResourceExhausted],
         }
@@ -628,13 +636,13 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
     let search_ai = (
         (uuid_string(s), hostile_vector(), hostile_string()),
         (hostile_f32(), hostile_u32(), uuid_string(s)),
-        strings(hostile_string()),
+        (strings(hostile_string()), hostile_string()),
     )
         .prop_map(
             |(
                 (organization_id, vector, model),
                 (similarity_threshold, max_results, user_id),
-                source_types,
+                (source_types, query_text),
             )| {
                 Call::SearchAiContext(proto::SearchAiContextRequest {
                     organization_id,
@@ -644,6 +652,7 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
                     max_results,
                     user_id,
                     source_types,
+                    query_text,
                 })
             },
         );

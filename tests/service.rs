@@ -514,6 +514,43 @@ async fn the_embedded_default_keeps_its_data_across_restarts() {
     assert!(second.terminate().success());
 }
 
+/// Operators look at the vectorizer's queue (or verify) while the service
+/// runs: the command uses the embedded PostgreSQL the service started, and
+/// leaves it running.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_shot_commands_use_the_embedded_database_a_running_service_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let service = Binary::start(&data_dir);
+    let channel = service.wait_serving().await;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_affinity"))
+        .arg("vectorizer")
+        .env_remove("DATABASE_URL")
+        .env("AFFINITY_DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("pending  0"), "{stdout}");
+
+    // The service's database is still up: a write succeeds.
+    let token = mint_with_binary(&data_dir, Uuid::new_v4());
+    let mut orgs = proto::organization_service_client::OrganizationServiceClient::new(channel);
+    orgs.create_organization(authed(
+        proto::CreateOrganizationRequest {
+            name: "Still here".into(),
+            slug: "still-here".into(),
+            owner_user_id: String::new(),
+        },
+        &token,
+    ))
+    .await
+    .expect("a write after the command");
+    assert!(service.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_over_the_message_size_limit_is_resource_exhausted() {
     let s = TestServer::start_with(TestDb::empty().await, |c| c.max_message_bytes = 4096).await;

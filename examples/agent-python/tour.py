@@ -1,10 +1,12 @@
 """A guided tour of affinity, step by step, as one user: the README's tour.
 
-It creates an organization, checks a permission, upserts embeddings of three
-posts, finds the content similar to one of them, records a week of hourly
-likes and aggregates them by day in a time zone, logs AI context and
-retrieves it by vector. Each step prints what it sent and what came back;
-the last line is a JSON summary (the suite's test reads it).
+It creates an organization, checks a permission, indexes three notes,
+writes a post the way the application does (plain SQL, through psql), waits
+for the service's text model to embed it, finds the notes similar to it,
+records a week of hourly likes and aggregates them by day in a time zone,
+logs AI context (text only) and retrieves it by a question. Each step
+prints what it sent and what came back; the last line is a JSON summary
+(the suite's test reads it).
 
     A=target/release/affinity
     export AFFINITY_USER_ID=$(cat /proc/sys/kernel/random/uuid)
@@ -12,26 +14,47 @@ the last line is a JSON summary (the suite's test reads it).
     examples/agent-python/.venv/bin/python examples/agent-python/tour.py
 
 Settings: AFFINITY_ADDR (default 127.0.0.1:50051), AFFINITY_TOKEN (an
-`authenticated` token), AFFINITY_USER_ID (its `sub`).
+`authenticated` token), AFFINITY_USER_ID (its `sub`), AFFINITY_TOUR_DATABASE
+(a libpq connection string of the service's database for psql; default: the
+embedded default's socket in $AFFINITY_DATA_DIR, else
+$XDG_DATA_HOME/affinity, else ~/.local/share/affinity), AFFINITY_WAIT_S
+(seconds to wait for vectors, default 120).
 """
 
 import datetime as dt
 import json
 import os
+import pathlib
+import subprocess
 import sys
+import time
 import uuid
 
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
-# The agent example's generated code and toy embedding (hashed bag of words).
-from agent import DEADLINE_S, MODEL, affinity_pb2, affinity_pb2_grpc, embed
+# The agent example's generated code.
+from agent import DEADLINE_S, affinity_pb2, affinity_pb2_grpc
 
-POSTS = {
-    "espresso": "Morning espresso with latte art at our new coffee bar",
-    "latte": "Latte art class this weekend at the coffee bar",
-    "hiking": "Sunrise hike to the mountain lake, tents and all",
+NOTES = {
+    "latte": "Our baristas teach latte art: pouring hearts and rosettes in milk foam",
+    "hiking": "Trail guide: a sunrise hike to the mountain lake, with tents and a campfire",
+    "hours": "Opening hours: Monday to Friday from 7 am, weekends from 9 am",
 }
+POST = {
+    "caption": "Latte art workshop this Saturday",
+    "content": "Learn to pour a heart into your cappuccino at the coffee bar",
+    "hashtags": ["latteart", "coffee"],
+}
+# The application's write of a post: two rows, one transaction. The service
+# is not called; its triggers queue the text for embedding.
+POST_SQL = """
+BEGIN;
+INSERT INTO posts_core (id, organization_id, user_id) VALUES (:'id', :'org', :'user');
+INSERT INTO posts_content (organization_id, post_id, caption, content, hashtags)
+VALUES (:'org', :'id', :'caption', :'content', string_to_array(:'hashtags', ','));
+COMMIT;
+"""
 
 
 def step(title: str, detail: str) -> None:
@@ -42,6 +65,40 @@ def ts(t: dt.datetime) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
     out.FromDatetime(t)
     return out
+
+
+def database() -> str:
+    given = os.environ.get("AFFINITY_TOUR_DATABASE")
+    if given:
+        return given
+    data = os.environ.get("AFFINITY_DATA_DIR")
+    if not data:
+        home = os.environ.get("XDG_DATA_HOME") or str(pathlib.Path.home() / ".local/share")
+        data = os.path.join(home, "affinity")
+    return f"host={os.path.join(data, 'postgres')} user=postgres dbname=affinity"
+
+
+def write_post(org: str, user: str) -> str:
+    """Inserts a post as the application does; its id."""
+    post_id = str(uuid.uuid4())
+    values = {"id": post_id, "org": org, "user": user, **POST, "hashtags": ",".join(POST["hashtags"])}
+    args = ["psql", database(), "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1"]
+    for name, value in values.items():
+        args += ["-v", f"{name}={value}"]
+    subprocess.run(args, input=POST_SQL, text=True, check=True, stdout=subprocess.DEVNULL)
+    return post_id
+
+
+def poll(what: str, look, wait_s: float):
+    """look() until it returns something, or give up after wait_s."""
+    started = time.monotonic()
+    while True:
+        found = look()
+        if found:
+            return found, time.monotonic() - started
+        if time.monotonic() - started > wait_s:
+            sys.exit(f"tour: {what} after {wait_s:.0f} s: is the service's text model running?")
+        time.sleep(0.25)
 
 
 def main() -> int:
@@ -77,41 +134,55 @@ def main() -> int:
     step("2. UserHasOrgPermission (editor?)", f"allowed={perm.allowed}, your role {role}")
     summary["allowed"], summary["role"] = perm.allowed, role
 
-    ids = {name: str(uuid.uuid4()) for name in POSTS}
-    upserted = sim.UpsertEmbeddings(
-        affinity_pb2.UpsertEmbeddingsRequest(
+    wait_s = float(os.environ.get("AFFINITY_WAIT_S", "120"))
+    ids = {name: str(uuid.uuid4()) for name in NOTES}
+    indexed = sim.IndexTexts(
+        affinity_pb2.IndexTextsRequest(
             organization_id=org.id,
-            embeddings=[
-                affinity_pb2.EmbeddingRecord(
-                    entity=affinity_pb2.EntityRef(entity_type="post", entity_id=ids[name]),
-                    vector=embed(text),
-                    model=MODEL,
+            texts=[
+                affinity_pb2.TextRecord(
+                    entity=affinity_pb2.EntityRef(entity_type="note", entity_id=ids[name]), text=text
                 )
-                for name, text in POSTS.items()
+                for name, text in NOTES.items()
             ],
         ),
         **call,
-    ).upserted
-    step("3. UpsertEmbeddings", f"{upserted} posts, {len(embed(''))}-dimension vectors of {MODEL}")
+    )
+    step("3. IndexTexts", f"{indexed.indexed} notes, {indexed.queued_for_embedding} queued for embedding")
 
-    similar = sim.FindSimilarContent(
-        affinity_pb2.FindSimilarContentRequest(
-            organization_id=org.id,
-            entity=affinity_pb2.EntityRef(entity_type="post", entity_id=ids["espresso"]),
-            similarity_threshold=-1.0,  # everything, most similar first
-            max_results=5,
-        ),
-        **call,
-    ).items
+    post_id = write_post(org.id, user)
+    step("4. A post, written in SQL (psql)", f"{POST['caption']!r} -> post {post_id}")
+
+    def similar_notes():
+        try:
+            items = sim.FindSimilarContent(
+                affinity_pb2.FindSimilarContentRequest(
+                    organization_id=org.id,
+                    entity=affinity_pb2.EntityRef(entity_type="post", entity_id=post_id),
+                    similarity_threshold=-1.0,  # everything, most similar first
+                    max_results=5,
+                    target_entity_types=["note"],
+                ),
+                **call,
+            ).items
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:  # the post has no vector yet
+                return None
+            raise
+        return items if len(items) == len(NOTES) else None
+
+    similar, waited = poll("the post and the notes are not embedded", similar_notes, wait_s)
+    step("5. Wait for the vectors", f"embedded by the service's text model after {waited:.1f} s")
     names = {v: k for k, v in ids.items()}
     ranked = [(names[i.entity.entity_id], round(i.similarity, 3)) for i in similar]
-    step("4. FindSimilarContent (like the espresso post)", "\n".join(f"  {n}: {s}" for n, s in ranked))
+    step("6. FindSimilarContent (notes like the post)", "\n".join(f"  {n}: {s}" for n, s in ranked))
     summary["similar"] = [n for n, _ in ranked]
+    summary["post_id"] = post_id
 
     # A week of hourly like counts of the espresso post: 1, 2, 3, ... per hour.
     end = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = end - dt.timedelta(days=7)
-    entity = affinity_pb2.EntityRef(entity_type="post", entity_id=ids["espresso"])
+    entity = affinity_pb2.EntityRef(entity_type="post", entity_id=post_id)
     points = [
         affinity_pb2.MetricPoint(
             entity=entity, metric_name="likes", value=float(h + 1), recorded_at=ts(start + dt.timedelta(hours=h))
@@ -121,7 +192,7 @@ def main() -> int:
     recorded = metrics.RecordMetrics(
         affinity_pb2.RecordMetricsRequest(organization_id=org.id, points=points), **call
     ).recorded
-    step("5. RecordMetrics", f"{recorded} hourly points of likes over the last 7 days")
+    step("7. RecordMetrics", f"{recorded} hourly points of likes over the last 7 days")
 
     buckets = metrics.GetMetricsAggregated(
         affinity_pb2.GetMetricsAggregatedRequest(
@@ -139,7 +210,7 @@ def main() -> int:
         f"  {b.bucket_start.ToDatetime().isoformat()}Z  count {b.count:>2}  sum {b.sum:>6.0f}  last {b.last:.0f}"
         for b in buckets
     ]
-    step("6. GetMetricsAggregated (days in Europe/Berlin)", "\n".join(lines))
+    step("8. GetMetricsAggregated (days in Europe/Berlin)", "\n".join(lines))
     summary["buckets"] = len(buckets)
     summary["points_aggregated"] = sum(b.count for b in buckets)
     summary["likes_sum"] = sum(b.sum for b in buckets)
@@ -160,24 +231,27 @@ def main() -> int:
                 context_summary=summary_text,
                 ai_response=answer,
                 metadata=meta,
-                embedding=embed(summary_text),
-                embedding_model=MODEL,
                 idempotency_key=f"{slug}-{i}",
             ),
             **call,
         )
         logged.append(r.id)
-    step("7. LogAiContext", f"{len(logged)} entries: {', '.join(logged)}")
+    step("9. LogAiContext (text only)", f"{len(logged)} entries: {', '.join(logged)}")
 
-    query = "when to post the latte class"
-    found = ai.SearchAiContext(
-        affinity_pb2.SearchAiContextRequest(
-            organization_id=org.id, vector=embed(query), model=MODEL, max_results=2
-        ),
-        **call,
-    ).entries
+    query = "when should we announce the coffee workshop"
+
+    def both_found():
+        entries = ai.SearchAiContext(
+            affinity_pb2.SearchAiContextRequest(
+                organization_id=org.id, query_text=query, similarity_threshold=-1.0, max_results=2
+            ),
+            **call,
+        ).entries
+        return entries if len(entries) == len(notes) else None
+
+    found, _ = poll("the AI context entries are not embedded", both_found, wait_s)
     step(
-        f"8. SearchAiContext ({query!r})",
+        f"10. SearchAiContext (query_text {query!r})",
         "\n".join(f"  {e.similarity:.3f}  {e.context_summary} -> {e.ai_response}" for e in found),
     )
     summary["context_found"] = [e.context_summary for e in found]

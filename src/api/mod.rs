@@ -26,7 +26,10 @@ pub mod maintenance;
 pub mod metrics;
 pub mod organizations;
 pub mod similarity;
+mod texts;
 
+mod metadata;
+mod query_text;
 mod request;
 mod state;
 

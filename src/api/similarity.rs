@@ -23,7 +23,7 @@ use crate::store::similarity as store;
 const MAX_MODEL_BYTES: usize = 200;
 
 pub struct SimilarityApi {
-    state: Arc<ApiState>,
+    pub(super) state: Arc<ApiState>,
 }
 
 impl SimilarityApi {
@@ -221,5 +221,6 @@ grpc_handlers! {
         search_by_vector(proto::SearchByVectorRequest) -> proto::SearchByVectorResponse;
         upsert_embeddings(proto::UpsertEmbeddingsRequest) -> proto::UpsertEmbeddingsResponse;
         delete_embeddings(proto::DeleteEmbeddingsRequest) -> proto::DeleteEmbeddingsResponse;
+        index_texts(proto::IndexTextsRequest) -> proto::IndexTextsResponse;
     }
 }

@@ -14,6 +14,7 @@ use crate::caches::{MembershipCache, MetricsCache};
 use crate::config::Config;
 use crate::db::pool::{CallConn, CountedPool};
 use crate::db::reachability::Reachability;
+use crate::embedding::EmbeddingClient;
 use crate::error::{ApiError, ApiResult};
 use crate::observability::CacheCounters;
 use crate::store::organizations::OrgRole;
@@ -31,6 +32,8 @@ pub struct ApiState {
     /// Whether the database answers (a probe's view): calls fail fast with
     /// UNAVAILABLE while it does not.
     pub reachability: Reachability,
+    /// The text model's endpoint, when one is configured.
+    pub embedder: Option<EmbeddingClient>,
     db: OnceLock<Database>,
 }
 
@@ -44,6 +47,7 @@ impl ApiState {
     /// The state of one server; each cache counts into its counters.
     pub fn new(
         config: Config,
+        embedder: Option<EmbeddingClient>,
         permission_counters: CacheCounters,
         metrics_counters: CacheCounters,
     ) -> Self {
@@ -53,6 +57,7 @@ impl ApiState {
             membership: MembershipCache::with_counters(permission_counters),
             metrics_cache: MetricsCache::new(metrics_cache_bytes, metrics_counters),
             reachability: Reachability::new(),
+            embedder,
             db: OnceLock::new(),
         }
     }

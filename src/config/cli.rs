@@ -37,6 +37,21 @@ pub enum Command {
     /// Drop the legacy *_backup tables (finalize_migration_cleanup()), only
     /// when every integrity check passes. Rollback is impossible afterwards.
     Finalize(Config),
+    /// Print the embedding queue's state (pending, being embedded, set
+    /// aside, with their errors); with --requeue-failed, put the items set
+    /// aside back in the queue.
+    Vectorizer(VectorizerArgs),
+}
+
+/// `affinity vectorizer`: the database settings of `serve`, and what to do.
+#[derive(Debug, Args)]
+pub struct VectorizerArgs {
+    /// Put every item set aside after too many failures back in the queue.
+    #[arg(long)]
+    pub requeue_failed: bool,
+
+    #[command(flatten)]
+    pub config: Config,
 }
 
 /// `affinity migrate`: the database settings of `serve`, and the direction.

@@ -3,6 +3,7 @@
 //! line around it is `cli.rs`; the types of its values, `values.rs`.
 
 mod cli;
+mod text_model;
 mod values;
 
 use std::net::SocketAddr;
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-pub use cli::{Cli, Command, MigrateArgs, TokenArgs, TokenRole};
+pub use cli::{Cli, Command, MigrateArgs, TokenArgs, TokenRole, VectorizerArgs};
+pub use text_model::{InputType, TextModel, TextModelArgs, VectorizerSettings};
 pub use values::{redact_url_password, ListenAddr, Schedule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +177,10 @@ pub struct Config {
         default_value = "on"
     )]
     pub coalesce_writes: Switch,
+
+    /// The text model and its vectorizer.
+    #[command(flatten)]
+    pub text: TextModelArgs,
 }
 
 /// A performance switch.
@@ -224,6 +230,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_addr", &self.metrics_addr)
             .field("warm_connections", &self.warm_connections)
             .field("coalesce_writes", &self.coalesce_writes)
+            .field("text", &self.text)
             .finish_non_exhaustive()
     }
 }

@@ -79,10 +79,7 @@ impl PgCluster {
 
     /// A connection URL for database `db` as the superuser, over the socket.
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@localhost/{db}?host={}&port={SOCKET_PORT}",
-            percent_encode(&self.socket_dir().to_string_lossy())
-        )
+        socket_url(self.socket_dir(), db)
     }
 
     /// Stops the server (fast shutdown: open sessions are ended, data is safe).
@@ -323,6 +320,24 @@ pub fn find_bin_dir() -> Result<PathBuf> {
         "PostgreSQL server binaries (initdb, pg_ctl) not found: run scripts/install-deps.sh, \
          or set AFFINITY_PG_BIN_DIR to their directory"
     )
+}
+
+/// The URL of database `db` of the cluster in `data_dir`, as the superuser,
+/// over its socket.
+pub fn socket_url(data_dir: &Path, db: &str) -> String {
+    format!(
+        "postgres://{SUPERUSER}@localhost/{db}?host={}&port={SOCKET_PORT}",
+        percent_encode(&data_dir.to_string_lossy())
+    )
+}
+
+/// Whether a server runs in `data_dir` now (its postmaster.pid names a live
+/// process).
+pub fn is_running(data_dir: &Path) -> bool {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next().map(|l| l.trim().to_string()))
+        .is_some_and(|pid| !pid.is_empty() && Path::new("/proc").join(pid).exists())
 }
 
 fn percent_encode(s: &str) -> String {

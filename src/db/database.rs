@@ -32,6 +32,22 @@ impl Database {
         })
     }
 
+    /// For the one-shot commands: like [`Database::open`], except that an
+    /// embedded PostgreSQL already running (a service on the same data
+    /// directory) is used as it is, and left running.
+    pub async fn attach(config: &Config) -> anyhow::Result<Database> {
+        if config.database_url.is_none() {
+            if let Some(url) = EmbeddedDb::running_url(&config.data_dir()) {
+                tracing::info!("using the embedded PostgreSQL the service runs");
+                return Ok(Database {
+                    url,
+                    embedded: None,
+                });
+            }
+        }
+        Database::open(config).await
+    }
+
     /// A small pool without the calls' statement timeout, for migrations
     /// (they may take minutes) and the one-shot commands.
     pub async fn admin_pool(&self) -> anyhow::Result<PgPool> {

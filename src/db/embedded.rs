@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rand::RngCore;
 
-use super::cluster::{ClusterOptions, PgCluster};
+use super::cluster::{self, ClusterOptions, PgCluster};
 
 pub const DATABASE: &str = "affinity";
 
@@ -47,6 +47,13 @@ impl EmbeddedDb {
 
     pub fn url(&self) -> String {
         self.cluster.url(DATABASE)
+    }
+
+    /// The URL of the embedded database when a process (a running service)
+    /// has it started already.
+    pub fn running_url(data_dir: &Path) -> Option<String> {
+        let pg_dir = data_dir.join("postgres");
+        cluster::is_running(&pg_dir).then(|| cluster::socket_url(&pg_dir, DATABASE))
     }
 
     /// Stops the server cleanly (fast shutdown).

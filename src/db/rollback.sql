@@ -54,6 +54,7 @@ DROP VIEW IF EXISTS posts_unified, analytics_dashboard, top_performing_posts;
 -- Every table the phases created (partitions of time_series_metrics, and
 -- triggers and indexes, go with their tables).
 DROP TABLE IF EXISTS
+    embedding_queue, item_texts,                                               -- 09
     metric_batch_keys,                                                         -- 06
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05
     scraped_posts, migration_events,                                           -- 04
@@ -64,6 +65,8 @@ DROP TABLE IF EXISTS
 
 -- Every function the phases created.
 DROP FUNCTION IF EXISTS
+    item_texts_version, item_texts_enqueue, post_text, posts_content_text,
+    ai_context_text, ai_context_logs_text,                                    -- 09
     metric_points_announce,                                                   -- 08
     metrics_aggregated_stepwise, metric_floor_hour, metric_ceil_hour,
     metric_day_at_or_after, metric_points_between,                            -- 07

@@ -3,6 +3,8 @@
 pub mod endpoint;
 pub mod layer;
 pub mod registry;
+pub mod vectorizer;
 
 pub use layer::{ObserveLayer, REQUEST_ID};
 pub use registry::{CacheCounters, Metrics, PoolStats};
+pub use vectorizer::VectorizerMetrics;

@@ -3,6 +3,8 @@
 //! in the tests, count apart. It is handed numbers; it reads nothing itself.
 
 use std::sync::OnceLock;
+
+use super::vectorizer::VectorizerMetrics;
 use std::time::Duration;
 
 use prometheus::{
@@ -24,6 +26,7 @@ pub struct Metrics {
     cache: CacheCounters,
     metrics_cache: CacheCounters,
     pool: OnceLock<PoolSampler>,
+    pub vectorizer: VectorizerMetrics,
 }
 
 /// The calls' pool at one moment.
@@ -154,6 +157,7 @@ impl Metrics {
         registry.register(Box::new(ready.clone()))?;
         registry.register(Box::new(cache_vec.clone()))?;
         registry.register(Box::new(metrics_cache_vec.clone()))?;
+        let vectorizer = VectorizerMetrics::register(&registry)?;
         migrations_bundled.set(i64::try_from(bundled_migrations).unwrap_or(i64::MAX));
         Ok(Metrics {
             registry,
@@ -168,6 +172,7 @@ impl Metrics {
             cache: CacheCounters::from_vec(&cache_vec),
             metrics_cache: CacheCounters::from_vec(&metrics_cache_vec),
             pool: OnceLock::new(),
+            vectorizer,
         })
     }
 

@@ -59,8 +59,10 @@ pub async fn run_with_metrics(
     let addr = listener.addr()?;
     let transport = Transport::from_config(&config, &addr)?;
     let metrics = Arc::new(Metrics::new(MIGRATOR.iter().count())?);
+    let embedder = startup::text_model(&config)?;
     let state = Arc::new(ApiState::new(
         config.clone(),
+        embedder,
         metrics.cache_counters(),
         metrics.metrics_cache_counters(),
     ));
@@ -109,7 +111,8 @@ pub async fn run_with_metrics(
         r = &mut server.task => Some(r),
     };
     // Before `stop` says NOT_SERVING for good.
-    drop((health_follower, probe, background));
+    drop((health_follower, probe));
+    background.stop().await;
     if let Some(r) = ended {
         r.context("gRPC server task")?.context("gRPC server")?;
         anyhow::bail!("the gRPC server stopped on its own");

@@ -14,10 +14,25 @@ use crate::caches::follow::{self, Follower};
 use crate::config::Config;
 use crate::db::pool::CountedPool;
 use crate::db::{migrate, Database};
+use crate::embedding::EmbeddingClient;
 use crate::observability::{Metrics, PoolStats};
+use crate::vectorizer;
 
 /// How long SERVING waits for the change follower's first LISTEN.
 const FOLLOW_WAIT: Duration = Duration::from_secs(10);
+
+/// The text model's client, when one is configured; an error naming the
+/// setting that is wrong.
+pub(super) fn text_model(config: &Config) -> anyhow::Result<Option<EmbeddingClient>> {
+    config.text.vectorizer().map_err(anyhow::Error::msg)?;
+    let Some(model) = config.text.text_model().map_err(anyhow::Error::msg)? else {
+        return Ok(None);
+    };
+    tracing::info!(model = %model.model, dimensions = model.dimensions, "text model");
+    Ok(Some(
+        EmbeddingClient::new(model).map_err(anyhow::Error::msg)?,
+    ))
+}
 
 /// Opens the database into `database` (kept there so that it is stopped
 /// however startup ends), migrates it on a pool of its own, then opens the
@@ -42,6 +57,13 @@ pub(super) async fn prepare(
         config.warm_connections.is_on(),
     );
     state.set_ready(pool.clone()).await?;
+    if let Some(embedder) = &state.embedder {
+        // Vectors of a dimension without an index could not be searched.
+        let probe = vec![0.0; embedder.dimensions() as usize];
+        if let Err(e) = state.check_vector("AFFINITY_EMBEDDING_DIMENSIONS", &probe) {
+            anyhow::bail!("{e}; set the dimension of the text model's vectors");
+        }
+    }
     let sampled = pool.clone();
     metrics.set_pool(config.db_max_connections, move || PoolStats {
         idle: count(sampled.idle()),
@@ -55,10 +77,20 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// What runs beside the calls; stopped when dropped.
+/// What runs beside the calls; stopped when dropped, or by `stop`, which
+/// also hands the vectorizer's claims back.
 pub(super) struct Background {
     _jobs: JoinSet<()>,
+    vectorizer: Option<vectorizer::Vectorizer>,
     _changes: AbortOnDrop,
+}
+
+impl Background {
+    pub(super) async fn stop(mut self) {
+        if let Some(v) = self.vectorizer.take() {
+            v.stop().await;
+        }
+    }
 }
 
 /// Starts the jobs (partitions ahead now, then the schedules) and the
@@ -71,6 +103,15 @@ pub(super) async fn background(
     pool: &CountedPool,
 ) -> Background {
     let jobs = crate::jobs::spawn(config, pool.pool().clone(), metrics.clone());
+    let vectorizer = match (&state.embedder, config.text.vectorizer()) {
+        (Some(client), Ok(settings)) => Some(vectorizer::spawn(
+            client.clone(),
+            settings,
+            pool.pool().clone(),
+            metrics.vectorizer.clone(),
+        )),
+        _ => None,
+    };
     let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
     let followers: Vec<Arc<dyn Follower>> = vec![
         Arc::new(state.membership.clone()),
@@ -91,6 +132,7 @@ pub(super) async fn background(
     }
     Background {
         _jobs: jobs,
+        vectorizer,
         _changes: changes,
     }
 }

@@ -5,6 +5,8 @@ pub mod maintenance;
 pub mod metrics;
 pub mod organizations;
 pub mod similarity;
+pub mod texts;
+pub mod vectorizer;
 
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection};

@@ -5,6 +5,7 @@
 pub mod changes;
 pub mod process;
 pub mod server;
+pub mod text;
 pub mod wait;
 
 use affinity::db::cluster::ClusterOptions;

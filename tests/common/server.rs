@@ -91,6 +91,21 @@ impl TestServer {
         }
     }
 
+    /// Stops the server cleanly and hands back its database, to start
+    /// another server on it. (Dropping a server stops it too: its stop
+    /// sender goes with it.)
+    pub async fn stop_keeping_db(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await
+                .expect("the server task does not panic")
+                .expect("the server stops cleanly");
+        }
+        self.db
+    }
+
     pub fn similarity(&self) -> proto::similarity_service_client::SimilarityServiceClient<Channel> {
         proto::similarity_service_client::SimilarityServiceClient::new(self.channel.clone())
     }
@@ -145,14 +160,6 @@ impl TestServer {
             .expect("removing a member")
             .into_inner()
             .removed
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -276,7 +283,14 @@ pub struct Replica {
 impl TestServer {
     /// Another server process-equivalent on this server's database.
     pub async fn replica(&self) -> Replica {
-        let running = Running::spawn(test_config(self.db.url.clone(), SECRET), false).await;
+        self.replica_with(|_| {}).await
+    }
+
+    /// A replica configured with `tweak`.
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Config)) -> Replica {
+        let mut config = test_config(self.db.url.clone(), SECRET);
+        tweak(&mut config);
+        let running = Running::spawn(config, false).await;
         Replica {
             channel: running.channel,
             stop: running.stop,

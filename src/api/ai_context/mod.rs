@@ -1,6 +1,5 @@
 //! AiContextService: logging AI interactions and retrieving them.
 
-mod metadata;
 mod page_token;
 
 use std::collections::HashSet;
@@ -10,6 +9,8 @@ use prost::Message as _;
 use tonic::Request;
 use uuid::Uuid;
 
+use super::metadata::{json_to_struct, metadata_json};
+use super::query_text::{check_query, embed_query, text_model};
 use super::{
     deadline, limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp,
     ApiState, MAX_IDEMPOTENCY_KEY,
@@ -19,7 +20,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
 use crate::store::ai_context::{self as store, Cursor, NewEntry};
 use crate::store::organizations::OrgRole;
-use metadata::{json_to_struct, metadata_json};
 use page_token::{decode_page_token, encode_page_token};
 
 /// Longest source_type, in bytes.
@@ -242,27 +242,54 @@ impl AiContextApi {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
-        self.state.check_vector("vector", &r.vector)?;
+        let query_text = if r.query_text.is_empty() {
+            self.state.check_vector("vector", &r.vector)?;
+            None
+        } else if !r.vector.is_empty() {
+            return Err(ApiError::invalid("send vector or query_text, not both"));
+        } else {
+            Some(check_query("query_text", &r.query_text)?)
+        };
         let threshold = threshold(r.similarity_threshold)?;
         let limit = limit("max_results", r.max_results, 10)?;
         let user_id = optional_uuid("user_id", &r.user_id)?;
-        let model = if r.model.is_empty() {
+        let mut model = if r.model.is_empty() {
             None
         } else {
             Some(required_text("model", &r.model, MAX_MODEL)?)
         };
+        if query_text.is_some() {
+            let text_model = text_model(&self.state, "query_text")?;
+            if model.is_some_and(|m| m != text_model) {
+                return Err(ApiError::invalid(format!(
+                    "model {:?} is not the text model ({text_model:?}) that embeds query_text; \
+                     leave model empty",
+                    r.model
+                )));
+            }
+            model = Some(text_model);
+        }
         self.state
             .check_batch("source_types", r.source_types.len())?;
         for (i, s) in r.source_types.iter().enumerate() {
             required_text(&format!("source_types[{i}]"), s, MAX_SOURCE_TYPE)?;
         }
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        let embedded = match query_text {
+            Some(text) => embed_query(&self.state, "query_text", text).await?,
+            None => Vec::new(),
+        };
+        let vector = if query_text.is_some() {
+            &embedded
+        } else {
+            &r.vector
+        };
         let mut db = self.state.db(&req).await?;
         let rows = store::search(
             db.conn(),
             &store::Search {
                 organization_id: org,
-                vector: &r.vector,
+                vector,
                 model,
                 threshold,
                 limit,
@@ -274,7 +301,7 @@ impl AiContextApi {
         .ok_or_else(|| {
             ApiError::invalid(format!(
                 "vector has {} dimensions, which have no index",
-                r.vector.len()
+                vector.len()
             ))
         })?;
         db.finish().await?;

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 
 /// The metadata Struct as a JSON object's text, refusing what JSON or jsonb
 /// cannot hold (NaN, infinities, NUL characters) and more than `max_bytes`.
-pub(super) fn metadata_json(
+pub(crate) fn metadata_json(
     field: &str,
     metadata: Option<prost_types::Struct>,
     max_bytes: usize,
@@ -75,7 +75,7 @@ fn value_to_json(path: &str, v: prost_types::Value) -> ApiResult<serde_json::Val
 
 /// Stored metadata as a Struct (always an object when written through the
 /// API; anything else is wrapped as {"value": ...}).
-pub(super) fn json_to_struct(v: serde_json::Value) -> prost_types::Struct {
+pub(crate) fn json_to_struct(v: serde_json::Value) -> prost_types::Struct {
     let fields = match v {
         serde_json::Value::Object(map) => map
             .into_iter()
