@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use affinity::proto::{self, Role};
 use affinity::store::similarity as store;
 use common::server::{authed, code, service_token, user_token, Tenant, TestServer};
-use common::TestDb;
+use common::{cosine, TestDb};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tonic::{Code, Status};
@@ -30,17 +30,6 @@ fn near(rng: &mut ChaCha8Rng, base: &[f32], noise: f32) -> Vec<f32> {
     base.iter()
         .map(|x| x + rng.random_range(-noise..=noise))
         .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    dot / (na.sqrt() * nb.sqrt())
 }
 
 fn eref(entity_type: &str, id: Uuid) -> proto::EntityRef {

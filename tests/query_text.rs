@@ -5,10 +5,9 @@ mod common;
 
 use affinity::proto;
 use affinity_testkit::fault_proxy::{Fault, FaultProxy};
+use common::cosine;
 use common::server::{authed, code, TestServer};
-use common::text::{
-    cosine, model_server, text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
-};
+use common::text::{model_server, text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL};
 use common::wait::eventually;
 use tonic::Code;
 use uuid::Uuid;

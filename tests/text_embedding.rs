@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use affinity::proto;
 use affinity_testkit::legacy::LegacyConfig;
+use common::cosine;
 use common::server::{authed, code, service_token, TestServer};
 use common::text::{
-    all_embedded, cosine, count_vectors, insert_post, model_server, queue_counts, text_record,
-    text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
+    all_embedded, count_vectors, insert_post, model_server, queue_counts, text_record, text_server,
+    text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
 };
 use common::wait::eventually;
 use common::TestDb;

@@ -152,14 +152,3 @@ pub async fn all_embedded(pool: &PgPool, model: &str, within: Duration) {
     })
     .await
 }
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    dot / (na.sqrt() * nb.sqrt())
-}
