@@ -43,7 +43,7 @@
 mod alone;
 #[path = "backfill/phases.rs"]
 mod phases;
-#[path = "backfill/procfs.rs"]
+#[path = "common/procfs.rs"]
 mod procfs;
 #[path = "backfill/report.rs"]
 mod report;
@@ -286,20 +286,7 @@ fn git_version() -> String {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gb = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1_048_576.0);
+    let (cpus, mem_gb, model) = procfs::host();
     format!(
         "{cpus} cores (nproc), {mem_gb:.1} GiB memory, {model}; the benchmark, the \
          embedding server, the service and PostgreSQL all on it"

@@ -22,8 +22,12 @@ mod env;
 mod load;
 #[path = "service/metrics.rs"]
 mod metrics;
+// Only part of it is used here (the backfill benchmark uses the rest).
 #[path = "service/permissions.rs"]
 mod permissions;
+#[allow(dead_code)]
+#[path = "common/procfs.rs"]
+mod procfs;
 #[path = "service/report.rs"]
 mod report;
 #[path = "service/similarity.rs"]
@@ -244,7 +248,7 @@ async fn main() -> Result<()> {
     } else {
         None
     };
-    let rss_hwm = env::memory(service.pid).map_or(0, |m| m.1);
+    let rss_hwm = procfs::memory(service.pid).map_or(0, |m| m.1);
     let postgres = postgres_version(&ctx.pool).await?;
     service.stop().await?;
     ctx.pool.close().await;
@@ -333,20 +337,7 @@ fn git_version() -> String {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gb = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1_048_576.0);
+    let (cpus, mem_gb, model) = procfs::host();
     format!(
         "{cpus} CPUs (nproc), {mem_gb:.1} GiB memory, {model}; shared with other work, \
          client, service and PostgreSQL all on it"

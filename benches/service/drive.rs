@@ -163,15 +163,7 @@ pub static SERVICE_PID: OnceLock<u32> = OnceLock::new();
 
 /// User + system CPU time of a process, from /proc/<pid>/stat.
 fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3:
-    // utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+    crate::procfs::cpu_secs(pid).map(Duration::from_secs_f64)
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {

@@ -19,6 +19,7 @@ use tonic_health::pb::{
 };
 use uuid::Uuid;
 
+use crate::procfs::memory;
 use crate::world::Size;
 
 pub const DATABASE: &str = "bench";
@@ -234,20 +235,6 @@ pub fn request<T>(msg: T, auth: &MetadataValue<Ascii>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert("authorization", auth.clone());
     r
-}
-
-/// Resident memory of a process, from /proc/<pid>/status: (VmRSS, VmHWM) in bytes.
-pub fn memory(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|v| v * 1024)
-    };
-    Some((kb("VmRSS:")?, kb("VmHWM:")?))
 }
 
 /// Samples a process's VmRSS every 100 ms; `take_peak` returns and resets

@@ -1,5 +1,6 @@
-//! What the kernel says about a process: CPU time and resident memory from
-//! /proc, and PostgreSQL's CPU time (the postmaster and its children).
+//! What the kernel says: a process's CPU time and resident memory from
+//! /proc, PostgreSQL's CPU time (the postmaster and its children), and the
+//! machine. Shared by both benchmarks (`#[path]`-included).
 
 use std::path::Path;
 
@@ -87,4 +88,24 @@ pub fn postgres_cpu_secs(postmaster: u32) -> Option<f64> {
 pub fn mb(bytes: u64) -> f64 {
     // Bytes of a process's memory: exact enough in f64.
     bytes as f64 / 1e6
+}
+
+/// The machine as the reports describe it: CPUs, memory and CPU model
+/// (e.g. `2 CPUs (nproc), 23.5 GiB memory, AMD EPYC`).
+pub fn host() -> (usize, f64, String) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gb = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1_048_576.0);
+    (cpus, mem_gb, model)
 }
