@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{required_text, ApiState};
-use crate::embedding::{EmbedError, Modality};
+use crate::embedding::{EmbedError, EmbeddingClient, Modality};
 use crate::error::{ApiError, ApiResult};
 
 /// Longest query text, in bytes: a question, not a document.
@@ -22,24 +22,24 @@ pub fn check_query<'a>(field: &str, text: &'a str) -> ApiResult<&'a str> {
     Ok(text)
 }
 
-/// The text model's name, or FAILED_PRECONDITION when there is none.
-pub fn text_model<'a>(state: &'a ApiState, field: &str) -> ApiResult<&'a str> {
-    match &state.embedder {
-        Some(e) => Ok(e.model()),
-        None => Err(ApiError::FailedPrecondition(format!(
+/// The text model's client, or FAILED_PRECONDITION when there is none.
+fn embedder<'a>(state: &'a ApiState, field: &str) -> ApiResult<&'a EmbeddingClient> {
+    state.embedder.as_ref().ok_or_else(|| {
+        ApiError::FailedPrecondition(format!(
             "{field} needs the service's text model, and none is configured \
              (AFFINITY_EMBEDDING_URL); send a vector instead"
-        ))),
-    }
+        ))
+    })
+}
+
+/// The text model's name, or FAILED_PRECONDITION when there is none.
+pub fn text_model<'a>(state: &'a ApiState, field: &str) -> ApiResult<&'a str> {
+    embedder(state, field).map(EmbeddingClient::model)
 }
 
 /// The query vector of a checked text.
 pub async fn embed_query(state: &ApiState, field: &str, text: &str) -> ApiResult<Vec<f32>> {
-    text_model(state, field)?;
-    let Some(embedder) = &state.embedder else {
-        return Err(ApiError::Internal("no text model".into()));
-    };
-    let mut vectors = embedder
+    let mut vectors = embedder(state, field)?
         .embed(&[text], Modality::Query, PATIENCE)
         .await
         .map_err(|e| from_embed(field, e))?;
