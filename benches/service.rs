@@ -28,6 +28,8 @@ mod permissions;
 #[allow(dead_code)]
 #[path = "common/procfs.rs"]
 mod procfs;
+#[path = "common/provenance.rs"]
+mod provenance;
 #[path = "service/report.rs"]
 mod report;
 #[path = "service/similarity.rs"]
@@ -36,7 +38,6 @@ mod similarity;
 mod world;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     // Now: the code being measured is what was built, not what is edited later.
-    let git = git_version();
+    let git = provenance::git_version();
     let world = Arc::new(World::new(args.seed, args.size));
     let temp;
     let dir = match &args.data_dir {
@@ -255,10 +256,12 @@ async fn main() -> Result<()> {
     cluster.stop()?;
 
     let report = report::Report {
-        command: command_line(),
+        command: provenance::command_line("service"),
         date: Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         git,
-        machine: machine(),
+        machine: provenance::machine(
+            "shared with other work, client, service and PostgreSQL all on it",
+        ),
         postgres,
         size: args.size,
         scale: world.scale.clone(),
@@ -290,58 +293,6 @@ async fn main() -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
-}
-
-/// The command as typed, without what cargo adds.
-fn command_line() -> String {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.is_empty() {
-        "cargo bench --bench service".into()
-    } else {
-        format!("cargo bench --bench service -- {}", args.join(" "))
-    }
-}
-
-fn git_version() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
-    };
-    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown commit".into();
-    };
-    // Changes to the benchmark itself do not change what it measures.
-    let status = git(&["status", "--porcelain"]).unwrap_or_default();
-    let dirty: Vec<&str> = status
-        .lines()
-        .filter_map(|l| l.get(3..))
-        .filter(|p| !p.starts_with("benches/") && !p.starts_with("BENCHMARKS.md"))
-        .collect();
-    if dirty.is_empty() {
-        format!("commit {head}")
-    } else {
-        format!(
-            "commit {head} with uncommitted changes to {}",
-            dirty.join(", ")
-        )
-    }
-}
-
-fn machine() -> String {
-    let (cpus, mem_gb, model) = procfs::host();
-    format!(
-        "{cpus} CPUs (nproc), {mem_gb:.1} GiB memory, {model}; shared with other work, \
-         client, service and PostgreSQL all on it"
-    )
 }
 
 async fn postgres_version(pool: &PgPool) -> Result<String> {

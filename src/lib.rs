@@ -3,7 +3,8 @@
 //! Layers point down: `server` wires `transport` and `observability` around
 //! `api` (the gRPC edge: auth, validation, mapping), which reads through
 //! `caches` and `store` (the SQL) over `db` (pools, migrations, cluster);
-//! `jobs` (scheduled maintenance) sits beside `api`, over `store`;
+//! `jobs` (scheduled maintenance), `vectorizer` and `search` (retrieval
+//! over texts and vectors) sit below `api`, over `store`;
 //! `commands` are the one-shot commands beside `server`. ARCHITECTURE.md
 //! follows a call through them.
 pub mod api;
@@ -16,6 +17,7 @@ pub mod embedding;
 pub mod error;
 pub mod jobs;
 pub mod observability;
+pub mod search;
 pub mod server;
 pub mod store;
 pub mod transport;

@@ -1633,7 +1633,7 @@ async fn search_sql_uses_the_hnsw_index_of_each_dimension() {
             .unwrap();
         assert_eq!(cast.expression(), expected);
         for (by_model, by_type) in [(false, false), (true, false), (false, true), (true, true)] {
-            let sql = store::search_sql(cast, by_model, by_type);
+            let sql = store::search_sql(cast, by_model, by_type, None);
             let mut tx = db.pool.begin().await.unwrap();
             sqlx::query("SET LOCAL enable_seqscan = off")
                 .execute(&mut *tx)

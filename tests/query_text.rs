@@ -7,7 +7,9 @@ use affinity::proto;
 use affinity_testkit::fault_proxy::{Fault, FaultProxy};
 use common::cosine;
 use common::server::{authed, code, TestServer};
-use common::text::{model_server, text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL};
+use common::text::{
+    log_entry, model_server, text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
+};
 use common::wait::eventually;
 use tonic::Code;
 use uuid::Uuid;
@@ -37,23 +39,7 @@ async fn search_ai_context_by_query_text_ranks_entries_by_meaning_with_the_query
     ];
     let mut ids = Vec::new();
     for (summary, answer) in notes {
-        let entry = server
-            .ai_context()
-            .log_ai_context(authed(
-                proto::LogAiContextRequest {
-                    organization_id: t.org.to_string(),
-                    user_id: t.user.to_string(),
-                    source_type: "chat".into(),
-                    context_summary: summary.into(),
-                    ai_response: answer.into(),
-                    ..Default::default()
-                },
-                &t.token,
-            ))
-            .await
-            .expect("LogAiContext")
-            .into_inner();
-        ids.push(entry.id.parse::<Uuid>().unwrap());
+        ids.push(log_entry(&server, &t, "chat", summary, answer).await);
     }
     let mut stored = Vec::new();
     for id in &ids {

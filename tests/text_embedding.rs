@@ -11,8 +11,8 @@ use affinity_testkit::legacy::LegacyConfig;
 use common::cosine;
 use common::server::{authed, code, service_token, TestServer};
 use common::text::{
-    all_embedded, count_vectors, insert_post, model_server, queue_counts, text_record, text_server,
-    text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
+    all_embedded, count_vectors, insert_post, log_entry, model_server, queue_counts, text_record,
+    text_server, text_server_at, vector_of, EMBEDDED_WITHIN, MODEL,
 };
 use common::wait::eventually;
 use common::TestDb;
@@ -181,23 +181,14 @@ async fn a_post_written_in_sql_is_embedded_and_again_when_its_text_changes() {
 async fn ai_context_entries_logged_without_a_vector_are_embedded() {
     let server = text_server().await;
     let t = server.new_tenant().await;
-    let entry = server
-        .ai_context()
-        .log_ai_context(authed(
-            proto::LogAiContextRequest {
-                organization_id: t.org.to_string(),
-                user_id: t.user.to_string(),
-                source_type: "chat".into(),
-                context_summary: "Which grinder setting for espresso?".into(),
-                ai_response: "Start fine, around 8 on most conical burr grinders.".into(),
-                ..Default::default()
-            },
-            &t.token,
-        ))
-        .await
-        .expect("LogAiContext")
-        .into_inner();
-    let id: Uuid = entry.id.parse().unwrap();
+    let id = log_entry(
+        &server,
+        &t,
+        "chat",
+        "Which grinder setting for espresso?",
+        "Start fine, around 8 on most conical burr grinders.",
+    )
+    .await;
     let (stored, _) = eventually(EMBEDDED_WITHIN, || async {
         vector_of(&server.db.pool, t.org, "ai_context", id, MODEL)
             .await

@@ -12,7 +12,8 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-const SECRET: &str = "benchmark-secret-of-at-least-thirty-two-bytes";
+/// The service's JWT secret (for tokens of benchmarks that call it).
+pub const SECRET: &str = "benchmark-secret-of-at-least-thirty-two-bytes";
 
 /// How the service is configured for the run.
 pub struct Settings {
@@ -30,6 +31,9 @@ pub struct Settings {
 pub struct Service {
     child: tokio::process::Child,
     pub pid: u32,
+    /// (The search benchmark calls it; this one only scrapes metrics.)
+    #[allow(dead_code)]
+    pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub log: PathBuf,
     pub spawned: Instant,
@@ -71,6 +75,7 @@ impl Service {
         let mut service = Service {
             child,
             pid,
+            grpc_addr: grpc,
             metrics_addr,
             log,
             spawned,

@@ -4,8 +4,11 @@ It checks the server's health (grpcio-health-checking), lists its services
 through server reflection (grpcio-reflection), logs one session of its
 interactions through the LogAiContextStream client stream (text only: the
 service embeds each entry with its text model, in the background), waits
-until they are searchable, and then retrieves the entries nearest to a
-question (SearchAiContext with query_text: the service embeds the question).
+until they are searchable, then retrieves the entries nearest to a
+question (SearchAiContext with query_text: the service embeds the question),
+and searches them by text with filters (SimilarityService.Search, HYBRID:
+the exact words and the meaning fused; this agent's entries of the last day,
+with snippets).
 
     AFFINITY_ADDR=127.0.0.1:50051 AFFINITY_TOKEN=... AFFINITY_ORG_ID=... \
         .venv/bin/python agent.py
@@ -19,6 +22,7 @@ Settings (environment variable, or the flag beside it; a flag wins):
     AFFINITY_SESSION_ID  --session     idempotency keys derive from it, so rerunning a
                                        session stores nothing new (default: a new UUID)
     AFFINITY_QUERY       --query       what to retrieve context for
+    AFFINITY_SEARCH      --search      what to search for by text (words, #tags, codes)
     AFFINITY_WAIT_S      --wait        seconds to wait for the session's entries to be
                                        embedded (default 60)
 
@@ -40,6 +44,7 @@ import uuid
 
 import grpc
 from google.protobuf import descriptor_pool, json_format, struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -76,6 +81,7 @@ SESSION = [
     ),
 ]
 DEFAULT_QUERY = "when should I schedule my weekend posts"
+DEFAULT_SEARCH = "#latteart hashtags"
 # Entries looked at while waiting for this session's to be searchable.
 SEARCH_WINDOW = 100
 
@@ -89,6 +95,7 @@ def settings() -> argparse.Namespace:
     p.add_argument("--user", default=env("AFFINITY_USER_ID", ""))
     p.add_argument("--session", default=env("AFFINITY_SESSION_ID") or str(uuid.uuid4()))
     p.add_argument("--query", default=env("AFFINITY_QUERY", DEFAULT_QUERY))
+    p.add_argument("--search", default=env("AFFINITY_SEARCH", DEFAULT_SEARCH))
     p.add_argument("--wait", type=float, default=float(env("AFFINITY_WAIT_S", "60")))
     a = p.parse_args()
     missing = [n for n, v in (("AFFINITY_TOKEN", a.token), ("AFFINITY_ORG_ID", a.org)) if not v]
@@ -192,6 +199,38 @@ def retrieve(stub, auth, org: str, user: str, query: str) -> dict:
     return {"query": query, "entries": entries}
 
 
+def search_by_text(channel: grpc.Channel, auth, org: str, text: str) -> dict:
+    """HYBRID search over this agent's AI context entries of the last day."""
+    since = Timestamp()
+    since.FromSeconds(int(time.time()) - 24 * 3600)
+    response = affinity_pb2_grpc.SimilarityServiceStub(channel).Search(
+        affinity_pb2.SearchRequest(
+            organization_id=org,
+            query_text=text,
+            mode=affinity_pb2.SEARCH_MODE_HYBRID,
+            entity_types=["ai_context"],
+            max_results=3,
+            with_snippets=True,
+            filter=affinity_pb2.SearchFilter(source_types=[SOURCE_TYPE], created_after=since),
+        ),
+        metadata=auth,
+        timeout=DEADLINE_S,
+    )
+    hits = [
+        {
+            "entity_type": h.entity.entity_type,
+            "entity_id": h.entity.entity_id,
+            "score": h.score,
+            "vector_similarity": h.vector_similarity,
+            "text_score": h.text_score,
+            # The matched words come between U+0002 and U+0003: shown as [ ].
+            "snippet": h.snippet.replace("\x02", "[").replace("\x03", "]"),
+        }
+        for h in response.hits
+    ]
+    return {"query": text, "model": response.model, "hits": hits}
+
+
 def main() -> int:
     a = settings()
     auth = (("authorization", f"Bearer {a.token}"),)
@@ -203,6 +242,7 @@ def main() -> int:
             waited = wait_until_searchable(stub, auth, a.org, a.user, a.session, a.wait)
             out["logged"]["searchable_after_s"] = round(waited, 2)
             out["retrieved"] = retrieve(stub, auth, a.org, a.user, a.query)
+            out["searched"] = search_by_text(channel, auth, a.org, a.search)
         except grpc.RpcError as e:
             # The status only: never the request's metadata (the token).
             print(f"agent: {e.code().name}: {e.details()}", file=sys.stderr)

@@ -63,6 +63,7 @@ export function connect(address, token, { deadlineMs = 10_000 } = {}) {
   return {
     userHasOrgPermission: (req) => call(orgs, 'UserHasOrgPermission', req),
     findSimilarContent: (req) => call(similarity, 'FindSimilarContent', req),
+    search: (req) => call(similarity, 'Search', req),
     getMetricsAggregated: (req) => call(metrics, 'GetMetricsAggregated', req),
     close: () => orgs.close(),
   };
@@ -79,6 +80,40 @@ export function asciiChart(points, { width = 40, value = 'sum' } = {}) {
     const n = max > 0 ? Math.round((p[value] / max) * width) : 0;
     return `${label(p)} | ${'#'.repeat(Math.max(n, 0)).padEnd(width)} ${p[value]}`;
   });
+}
+
+const escapeHtml = (text) =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+
+/** A snippet's marked words (between U+0002 and U+0003) as <mark>, the rest escaped. */
+export function snippetHtml(snippet) {
+  return escapeHtml(snippet).replace(/\u0002/g, '<mark>').replace(/\u0003/g, '</mark>');
+}
+
+/**
+ * A search box's results for the signed-in user (whose token the API
+ * carries): full-text search (TEXT: every word typed must match; "quoted
+ * phrases", `or`, `-word`) over the organization's posts, with the matched
+ * passage of each, ready for the page.
+ */
+export async function searchBox(api, { organizationId, query, limit = 10 }) {
+  const response = await api.search({
+    organization_id: organizationId,
+    query_text: query,
+    mode: 'SEARCH_MODE_TEXT',
+    entity_types: ['post'],
+    max_results: limit,
+    with_snippets: true,
+  });
+  return {
+    query,
+    results: response.hits.map((h) => ({
+      entity_type: h.entity.entity_type,
+      entity_id: h.entity.entity_id,
+      score: h.score,
+      snippet_html: snippetHtml(h.snippet),
+    })),
+  };
 }
 
 /**

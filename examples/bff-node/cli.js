@@ -5,11 +5,15 @@
 //   AFFINITY_ADDR=127.0.0.1:50051 AFFINITY_TOKEN=... \
 //   AFFINITY_ORG_ID=... AFFINITY_USER_ID=... AFFINITY_POST_ID=... node cli.js
 //
+// With AFFINITY_SEARCH (--search) set, it runs the search box instead: the
+// signed-in user's (the token's) full-text search over the organization's
+// posts, with snippets (needs AFFINITY_TOKEN and AFFINITY_ORG_ID only).
+//
 // Each setting is an environment variable or a flag (--addr, --org, ...);
 // a flag wins. Prefer AFFINITY_TOKEN to --token: flags show up in `ps`.
 import { parseArgs } from 'node:util';
 
-import { connect, postPage } from './bff.js';
+import { connect, postPage, searchBox } from './bff.js';
 
 const settings = {
   addr: ['AFFINITY_ADDR', '127.0.0.1:50051'],
@@ -24,6 +28,7 @@ const settings = {
   granularity: ['AFFINITY_GRANULARITY', 'GRANULARITY_DAY'],
   'time-zone': ['AFFINITY_TIME_ZONE', 'UTC'],
   days: ['AFFINITY_DAYS', '7'],
+  search: ['AFFINITY_SEARCH'],
 };
 
 function config() {
@@ -34,7 +39,8 @@ function config() {
   for (const [key, [env, fallback]] of Object.entries(settings)) {
     out[key] = values[key] ?? process.env[env] ?? fallback;
   }
-  const missing = ['token', 'org', 'user', 'post'].filter((k) => !out[k]);
+  const required = out.search ? ['token', 'org'] : ['token', 'org', 'user', 'post'];
+  const missing = required.filter((k) => !out[k]);
   if (missing.length > 0) {
     const names = missing.map((k) => `${settings[k][0]} (--${k})`).join(', ');
     throw new Error(`missing: ${names}`);
@@ -46,6 +52,11 @@ async function main() {
   const c = config();
   const api = connect(c.addr, c.token);
   try {
+    if (c.search) {
+      const results = await searchBox(api, { organizationId: c.org, query: c.search, limit: Number(c.limit) });
+      process.stdout.write(`${JSON.stringify(results)}\n`);
+      return;
+    }
     const page = await postPage(api, {
       organizationId: c.org,
       userId: c.user,

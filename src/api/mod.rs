@@ -31,6 +31,8 @@ mod texts;
 mod metadata;
 mod query_text;
 mod request;
+mod search;
+mod search_filter;
 mod state;
 
 pub use request::{

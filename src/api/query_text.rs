@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{required_text, ApiState};
-use crate::embedding::{EmbedError, EmbeddingClient, Modality};
+use crate::embedding::{query_modality, EmbedError, EmbeddingClient};
 use crate::error::{ApiError, ApiResult};
 
 /// Longest query text, in bytes: a question, not a document.
@@ -40,7 +40,7 @@ pub fn text_model<'a>(state: &'a ApiState, field: &str) -> ApiResult<&'a str> {
 /// The query vector of a checked text.
 pub async fn embed_query(state: &ApiState, field: &str, text: &str) -> ApiResult<Vec<f32>> {
     let mut vectors = embedder(state, field)?
-        .embed(&[text], Modality::Query, PATIENCE)
+        .embed(&[text], query_modality(text), PATIENCE)
         .await
         .map_err(|e| from_embed(field, e))?;
     vectors

@@ -33,7 +33,11 @@ impl SimilarityApi {
 }
 
 /// A list of entity types, each validated, duplicates dropped.
-fn entity_types(state: &ApiState, field: &str, values: &[String]) -> ApiResult<Vec<String>> {
+pub(super) fn entity_types(
+    state: &ApiState,
+    field: &str,
+    values: &[String],
+) -> ApiResult<Vec<String>> {
     state.check_batch(field, values.len())?;
     let mut out: Vec<String> = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
@@ -222,5 +226,6 @@ grpc_handlers! {
         upsert_embeddings(proto::UpsertEmbeddingsRequest) -> proto::UpsertEmbeddingsResponse;
         delete_embeddings(proto::DeleteEmbeddingsRequest) -> proto::DeleteEmbeddingsResponse;
         index_texts(proto::IndexTextsRequest) -> proto::IndexTextsResponse;
+        search(proto::SearchRequest) -> proto::SearchResponse;
     }
 }

@@ -16,6 +16,10 @@ pub use cli::{Cli, Command, MigrateArgs, TokenArgs, TokenRole, VectorizerArgs};
 pub use text_model::{InputType, TextModel, TextModelArgs, VectorizerSettings};
 pub use values::{redact_url_password, ListenAddr, Schedule};
 
+/// HYBRID's vector weight when neither the request nor the deployment
+/// sets one: the search benchmark's choice (BENCHMARKS.md).
+pub const DEFAULT_SEARCH_VECTOR_WEIGHT: f64 = 0.4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -60,6 +64,17 @@ pub struct Config {
     /// entities to delete); longer batches are refused whole.
     #[arg(long, env = "AFFINITY_MAX_BATCH", default_value_t = 10_000)]
     pub max_batch: usize,
+
+    /// HYBRID search: the vector list's share of the fusion when a request
+    /// sets no `vector_weight`, in [0, 1] (README "Search": the benchmark
+    /// that chose the default).
+    #[arg(
+        long,
+        env = "AFFINITY_SEARCH_VECTOR_WEIGHT",
+        default_value_t = DEFAULT_SEARCH_VECTOR_WEIGHT,
+        value_parser = values::unit_interval
+    )]
+    pub search_vector_weight: f64,
 
     /// Largest AI-context metadata accepted, in bytes of JSON.
     #[arg(long, env = "AFFINITY_MAX_METADATA_BYTES", default_value_t = 64 * 1024)]
@@ -215,6 +230,7 @@ impl std::fmt::Debug for Config {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_batch", &self.max_batch)
             .field("max_metadata_bytes", &self.max_metadata_bytes)
+            .field("search_vector_weight", &self.search_vector_weight)
             .field("metrics_retention_days", &self.metrics_retention_days)
             .field("archive_schedule", &self.archive_schedule)
             .field("partition_schedule", &self.partition_schedule)

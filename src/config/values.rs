@@ -123,6 +123,18 @@ impl std::fmt::Display for Schedule {
     }
 }
 
+/// A number in [0, 1] (a share, a weight).
+pub fn unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not in [0, 1]"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

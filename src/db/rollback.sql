@@ -65,6 +65,8 @@ DROP TABLE IF EXISTS
 
 -- Every function the phases created.
 DROP FUNCTION IF EXISTS
+    search_prepare, search_document, search_query, search_snippet, search_hashtags,
+    item_texts_attributes, item_texts_touch,                                  -- 10
     item_texts_version, item_texts_enqueue, post_text, posts_content_text,
     ai_context_text, ai_context_logs_text,                                    -- 09
     metric_points_announce,                                                   -- 08
@@ -81,6 +83,16 @@ DROP FUNCTION IF EXISTS
     relation_checksum, media_url_hash;                                         -- 01
 
 DROP TYPE IF EXISTS org_role;
+
+-- btree_gin, when migration 10 created it (its indexes went with item_texts).
+DO $$
+BEGIN
+    IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'btree_gin'), 'pg_extension')
+       = 'created by affinity migration 10 (Search)' THEN
+        DROP EXTENSION btree_gin;
+    END IF;
+END;
+$$;
 
 -- Schema `archive` (phase 04) with its table of archived metric points,
 -- unless something else lives in it. (Names, not casts: a constant

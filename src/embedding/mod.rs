@@ -13,8 +13,25 @@ pub enum Modality {
     Passage,
 }
 
+/// A query text of at least this many words is a document ("more like
+/// this"): it is embedded as a passage, like the stored texts it is
+/// compared with. e5's authors prefix both sides alike for symmetric tasks;
+/// on the search benchmark's human judgments (BENCHMARKS.md) whole
+/// documents ranked better that way.
+pub const DOCUMENT_QUERY_WORDS: usize = 40;
+
+/// How a query text is embedded: as a query, or as a passage when it is
+/// as long as a document.
+pub fn query_modality(text: &str) -> Modality {
+    if text.split_whitespace().count() >= DOCUMENT_QUERY_WORDS {
+        Modality::Passage
+    } else {
+        Modality::Query
+    }
+}
+
 impl Modality {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Modality::Query => "query",
             Modality::Passage => "passage",

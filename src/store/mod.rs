@@ -4,6 +4,7 @@ pub mod ai_context;
 pub mod maintenance;
 pub mod metrics;
 pub mod organizations;
+pub mod search;
 pub mod similarity;
 pub mod texts;
 pub mod vectorizer;

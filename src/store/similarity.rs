@@ -11,6 +11,8 @@ use pgvector::Vector;
 use sqlx::{Acquire, FromRow, PgExecutor, Postgres};
 use uuid::Uuid;
 
+use super::search::ItemFilter;
+
 /// How a dimension's HNSW index stores its vectors (`vector_index_dimensions.index_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexType {
@@ -160,23 +162,38 @@ pub struct VectorQuery<'a> {
 
 /// The nearest-neighbour statement for a dimension and a set of filters.
 /// Parameters: $1 organization, $2 dimension, $3 vector, $4 limit, then
-/// $5 model and/or the entity types (in that order) when filtered.
-pub fn search_sql(cast: IndexCast, by_model: bool, by_type: bool) -> String {
-    let expr = cast.expression();
+/// $5 model and/or the entity types (in that order) when filtered, then
+/// the item filter's (which joins each embedding's item text).
+pub fn search_sql(
+    cast: IndexCast,
+    by_model: bool,
+    by_type: bool,
+    filter: Option<&ItemFilter>,
+) -> String {
+    let expr = format!("e.{}", cast.expression());
     let param = cast.parameter(3);
     let mut filters = String::new();
     let mut n = 5;
     if by_model {
-        filters.push_str(&format!(" AND model = ${n}"));
+        filters.push_str(&format!(" AND e.model = ${n}"));
         n += 1;
     }
     if by_type {
-        filters.push_str(&format!(" AND entity_type = ANY (${n}::text[])"));
+        filters.push_str(&format!(" AND e.entity_type = ANY (${n}::text[])"));
+        n += 1;
     }
+    let join = match filter {
+        Some(f) => {
+            filters.push_str(&f.sql(&mut n));
+            " JOIN item_texts t ON t.organization_id = e.organization_id \
+             AND t.entity_type = e.entity_type AND t.entity_id = e.entity_id"
+        }
+        None => "",
+    };
     format!(
-        "SELECT entity_type, entity_id, (1 - ({expr} <=> {param}))::double precision AS similarity
-         FROM embeddings
-         WHERE organization_id = $1 AND dimension = $2{filters}
+        "SELECT e.entity_type, e.entity_id, (1 - ({expr} <=> {param}))::double precision AS similarity
+         FROM embeddings e{join}
+         WHERE e.organization_id = $1 AND e.dimension = $2{filters}
          ORDER BY {expr} <=> {param}
          LIMIT $4"
     )
@@ -200,8 +217,20 @@ pub async fn search<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     q: &VectorQuery<'_>,
 ) -> sqlx::Result<Vec<Hit>> {
+    Ok(walk(db, q, None).await?.0)
+}
+
+/// [`search`], with the items' texts passing `filter` (checked inside the
+/// scan). Also says whether the scan was complete: false when it ended
+/// before `q.max_results` items (the index gives up after
+/// `hnsw.max_scan_tuples` rows, as it may under a selective filter).
+pub async fn walk<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    q: &VectorQuery<'_>,
+    filter: Option<&ItemFilter>,
+) -> sqlx::Result<(Vec<Hit>, bool)> {
     let k = q.max_results.max(1);
-    let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some());
+    let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some(), filter);
     let vector = Vector::from(q.vector.to_vec());
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -214,7 +243,7 @@ pub async fn search<'c>(
     let declare = format!("DECLARE nearest_items NO SCROLL CURSOR FOR {sql}");
 
     let mut fetch = k;
-    let hits = loop {
+    let (hits, complete) = loop {
         let mut query = sqlx::query(&declare)
             .bind(q.organization_id)
             .bind(q.cast.dimension)
@@ -225,6 +254,9 @@ pub async fn search<'c>(
         }
         if let Some(types) = q.entity_types {
             query = query.bind(types);
+        }
+        if let Some(f) = filter {
+            query = f.bind(query);
         }
         query.execute(&mut *tx).await?;
         let rows = super::fetch_nearest(&mut tx, "nearest_items", super::ef_search(k))
@@ -247,7 +279,7 @@ pub async fn search<'c>(
             fetch = (fetch * 4).min(MAX_FETCH);
             continue;
         }
-        break hits;
+        break (hits, fetched == fetch);
     };
     tx.commit().await?;
 
@@ -262,7 +294,7 @@ pub async fn search<'c>(
             .then_with(|| a.entity_id.cmp(&b.entity_id))
     });
     hits.truncate(k as usize);
-    Ok(hits)
+    Ok((hits, complete))
 }
 
 /// One embedding to insert or replace.

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod changes;
+pub mod examples;
 pub mod process;
+pub mod search;
 pub mod server;
 pub mod text;
 pub mod wait;

