@@ -221,6 +221,7 @@ async fn main() -> Result<()> {
         .await?;
         let load_secs = load_started.elapsed().as_secs_f64();
         let mut texts = speed::topic_queries(&captions, args.speed_queries, args.seed + 2);
+        let topics = texts.len();
         texts.extend(set.queries.iter().map(|q| q.text.clone()));
         let mut embedding_ms = Vec::with_capacity(texts.len());
         let mut queries = Vec::with_capacity(texts.len());
@@ -235,7 +236,7 @@ async fn main() -> Result<()> {
             &client,
             &pool,
             orgs[2],
-            &queries,
+            (&queries, topics),
             embedding_ms,
             args.passes.max(2),
         )

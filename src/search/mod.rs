@@ -53,46 +53,27 @@ pub fn candidates(k: i64) -> i64 {
     (k * 2).clamp(50, 1000)
 }
 
-/// The answer to `s`, best first, at most `s.max_results` items.
-pub async fn run(conn: &mut PgConnection, s: &Search<'_>) -> sqlx::Result<Vec<Found>> {
+/// The answer to `s`, best first, at most `s.max_results` items. HYBRID
+/// runs its two sides at once when the caller has a `spare` connection
+/// (each side then reads its own snapshot), else one after the other.
+pub async fn run(
+    conn: &mut PgConnection,
+    spare: Option<&mut PgConnection>,
+    s: &Search<'_>,
+) -> sqlx::Result<Vec<Found>> {
     let k = s.max_results.max(1);
     let per_side = match s.mode {
         Mode::Hybrid => candidates(k),
         Mode::Text | Mode::Vector => k,
     };
-    let text = match (s.mode, s.text) {
-        (Mode::Text | Mode::Hybrid, Some(q)) => {
-            store::text_search(
-                conn,
-                s.organization_id,
-                q,
-                s.entity_types,
-                s.filter,
-                per_side,
-            )
-            .await?
+    let (text, vector) = match spare {
+        Some(other) if s.mode == Mode::Hybrid => {
+            tokio::try_join!(text_side(conn, s, per_side), vector_side(other, s, per_side))?
         }
-        _ => Vec::new(),
-    };
-    let vector: Vec<Hit> = match (s.mode, &s.vector) {
-        (Mode::Vector | Mode::Hybrid, Some(v)) => {
-            let q = VectorQuery {
-                organization_id: s.organization_id,
-                vector: v.vector,
-                cast: v.cast,
-                model: v.model,
-                entity_types: s.entity_types,
-                // HYBRID fuses ranks: no threshold on its candidates.
-                threshold: if s.mode == Mode::Vector {
-                    s.threshold
-                } else {
-                    -1.0
-                },
-                max_results: per_side,
-            };
-            store::nearest(conn, &q, s.filter).await?
-        }
-        _ => Vec::new(),
+        _ => (
+            text_side(&mut *conn, s, per_side).await?,
+            vector_side(conn, s, per_side).await?,
+        ),
     };
     let weight = match s.mode {
         Mode::Text => 0.0,
@@ -109,6 +90,56 @@ pub async fn run(conn: &mut PgConnection, s: &Search<'_>) -> sqlx::Result<Vec<Fo
         }
     }
     Ok(found)
+}
+
+/// The full-text candidates (none in VECTOR mode).
+async fn text_side(
+    conn: &mut PgConnection,
+    s: &Search<'_>,
+    per_side: i64,
+) -> sqlx::Result<Vec<store::TextHit>> {
+    match (s.mode, s.text) {
+        (Mode::Text | Mode::Hybrid, Some(q)) => {
+            store::text_search(
+                conn,
+                s.organization_id,
+                q,
+                s.entity_types,
+                s.filter,
+                per_side,
+            )
+            .await
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The vector candidates (none in TEXT mode).
+async fn vector_side(
+    conn: &mut PgConnection,
+    s: &Search<'_>,
+    per_side: i64,
+) -> sqlx::Result<Vec<Hit>> {
+    match (s.mode, &s.vector) {
+        (Mode::Vector | Mode::Hybrid, Some(v)) => {
+            let q = VectorQuery {
+                organization_id: s.organization_id,
+                vector: v.vector,
+                cast: v.cast,
+                model: v.model,
+                entity_types: s.entity_types,
+                // HYBRID fuses ranks: no threshold on its candidates.
+                threshold: if s.mode == Mode::Vector {
+                    s.threshold
+                } else {
+                    -1.0
+                },
+                max_results: per_side,
+            };
+            store::nearest(conn, &q, s.filter).await
+        }
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Each found item's snippet for `text` (items without text get none).
