@@ -223,7 +223,10 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
     for (name, l) in &s.modes {
         let _ = writeln!(w, "| {name} | {:.2} | {:.2} |", l.pct(0.5), l.pct(0.95));
     }
-    for (class, rows) in [("topic queries", &s.topic), ("exact-term queries", &s.exact)] {
+    for (class, rows) in [
+        ("topic queries", &s.topic),
+        ("exact-term queries", &s.exact),
+    ] {
         for (name, l) in rows {
             let _ = writeln!(
                 w,

@@ -84,7 +84,8 @@ DROP FUNCTION IF EXISTS
 
 DROP TYPE IF EXISTS org_role;
 
--- btree_gin, when migration 10 created it (its indexes went with item_texts).
+-- btree_gin, when migration 10 created it (its indexes went with item_texts,
+-- and with them migration 11's settings of them).
 DO $$
 BEGIN
     IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'btree_gin'), 'pg_extension')

@@ -67,9 +67,10 @@ pub async fn run(
         Mode::Text | Mode::Vector => k,
     };
     let (text, vector) = match spare {
-        Some(other) if s.mode == Mode::Hybrid => {
-            tokio::try_join!(text_side(conn, s, per_side), vector_side(other, s, per_side))?
-        }
+        Some(other) if s.mode == Mode::Hybrid => tokio::try_join!(
+            text_side(conn, s, per_side),
+            vector_side(other, s, per_side)
+        )?,
         _ => (
             text_side(&mut *conn, s, per_side).await?,
             vector_side(conn, s, per_side).await?,
