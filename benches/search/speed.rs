@@ -182,11 +182,11 @@ pub async fn measure(
     Ok(SpeedResults {
         topic: class(0),
         exact: class(1),
-        modes: vec![
-            ("TEXT", Latencies::from(ms[0].clone())),
-            ("VECTOR", Latencies::from(ms[1].clone())),
-            ("HYBRID", Latencies::from(ms[2].clone())),
-        ],
+        modes: names
+            .iter()
+            .zip(&ms)
+            .map(|(n, l)| (*n, Latencies::from(l.clone())))
+            .collect(),
         hybrid_embedding: Latencies::from(hybrid_embedding),
         embedding: Latencies::from(embedding_ms),
         sql_index,

@@ -114,22 +114,24 @@ impl ApiState {
     /// [`ApiState::db`] with the deadline taken from the request earlier.
     pub async fn db_until(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
         let pool = self.pool()?;
-        match deadline {
-            None => Ok(CallDb(pool.acquire_call().await?)),
-            Some(deadline) => Ok(CallDb(pool.begin_call(begin_until(deadline)?).await?)),
-        }
+        Ok(CallDb(match begin_for(deadline)? {
+            None => pool.acquire_call().await?,
+            Some(begin) => pool.begin_call(begin).await?,
+        }))
     }
 
     /// A second connection for a call that can work on two at once, under
     /// the same deadline: an idle one, or None when the pool has none to
     /// spare (the call then does its work on its first connection).
     pub async fn spare_db<T>(&self, req: &Request<T>) -> ApiResult<Option<CallDb>> {
-        let Some(conn) = self.pool()?.try_acquire_call() else {
+        let pool = self.pool()?;
+        let begin = begin_for(deadline(req))?;
+        let Some(conn) = pool.try_acquire_call() else {
             return Ok(None);
         };
-        Ok(Some(CallDb(match deadline(req) {
+        Ok(Some(CallDb(match begin {
             None => conn,
-            Some(deadline) => conn.begin(begin_until(deadline)?).await?,
+            Some(begin) => conn.begin(begin).await?,
         })))
     }
 
@@ -205,10 +207,13 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
     req.extensions().get::<Deadline>().copied()
 }
 
-/// A call's database connection (see [`ApiState::db`]).
 /// The statement that opens a call's transaction with the time left
-/// before `deadline` as its statement timeout.
-fn begin_until(deadline: Deadline) -> ApiResult<String> {
+/// before its deadline as its statement timeout; None without a deadline
+/// (the call runs outside a transaction).
+fn begin_for(deadline: Option<Deadline>) -> ApiResult<Option<String>> {
+    let Some(deadline) = deadline else {
+        return Ok(None);
+    };
     let left = deadline
         .0
         .saturating_duration_since(tokio::time::Instant::now());
@@ -219,9 +224,10 @@ fn begin_until(deadline: Deadline) -> ApiResult<String> {
         ));
     }
     // SET takes no parameters; the value is a number computed here.
-    Ok(format!("BEGIN; SET LOCAL statement_timeout = {ms}"))
+    Ok(Some(format!("BEGIN; SET LOCAL statement_timeout = {ms}")))
 }
 
+/// A call's database connection (see [`ApiState::db`]).
 pub struct CallDb(CallConn);
 
 impl CallDb {
