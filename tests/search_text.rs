@@ -256,3 +256,50 @@ async fn nothing_of_another_organization_is_ranked_or_revealed() {
         Some(Code::PermissionDenied)
     );
 }
+
+#[tokio::test]
+async fn text_search_ranks_alike_through_the_rum_index_and_without_it() {
+    let server = TestServer::start().await;
+    let t = server.new_tenant().await;
+    let pool = server.db.pool.clone();
+    let ranked: bool =
+        sqlx::query_scalar("SELECT to_regclass('item_texts_document_rum_idx') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        ranked,
+        "scripts/install-deps.sh installs rum: migration 12 makes the index"
+    );
+    let mut posts = Vec::new();
+    for (caption, content) in [
+        ("Latte", "a latte, a latte, one more latte"),
+        ("Latte art", "milk and a latte"),
+        ("Latte", "latte"),
+        ("Espresso", "no milk at all"),
+    ] {
+        posts.push(insert_post(&pool, t.org, t.user, caption, content, &[]).await);
+    }
+    let through_rum = text_ids(&server, &t.token, t.org, "latte").await;
+    assert_eq!(through_rum.len(), 3, "the espresso post has no latte");
+    assert_eq!(
+        through_rum[0], posts[0],
+        "the post saying latte most often leads"
+    );
+
+    // A database without rum (the extension unavailable): the service finds
+    // no ranked index when it starts and ranks through the GIN index.
+    let db = server.stop_keeping_db().await;
+    sqlx::query("DROP INDEX item_texts_document_rum_idx")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let server = TestServer::start_on(db).await;
+    let through_gin = text_ids(&server, &t.token, t.org, "latte").await;
+    assert_eq!(through_gin.len(), 3);
+    assert_eq!(through_gin[0], posts[0]);
+    let (mut a, mut b) = (through_rum, through_gin);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same matches either way");
+}
