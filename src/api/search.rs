@@ -153,7 +153,6 @@ impl SimilarityApi {
         let s = search::Search {
             organization_id: org,
             mode,
-            text_ranking: state.text_ranking()?,
             text,
             vector: query_vector,
             entity_types: (!types.is_empty()).then_some(types.as_slice()),

@@ -18,7 +18,6 @@ use crate::embedding::EmbeddingClient;
 use crate::error::{ApiError, ApiResult};
 use crate::observability::CacheCounters;
 use crate::store::organizations::OrgRole;
-use crate::store::search::{self as search_store, TextRanking};
 use crate::store::similarity::{self as similarity_store, IndexCast};
 use crate::transport::deadline::Deadline;
 
@@ -42,7 +41,6 @@ struct Database {
     pool: CountedPool,
     /// The searchable dimensions, with the cast of each one's HNSW index.
     dimensions: BTreeMap<i32, IndexCast>,
-    text_ranking: TextRanking,
 }
 
 impl ApiState {
@@ -64,26 +62,12 @@ impl ApiState {
         }
     }
 
-    /// Marks the database ready: reads the searchable dimensions and how
-    /// full text is ranked.
+    /// Marks the database ready: reads the searchable dimensions.
     pub async fn set_ready(&self, pool: CountedPool) -> anyhow::Result<()> {
         let casts = similarity_store::index_casts(pool.pool()).await?;
         let dimensions = casts.into_iter().map(|c| (c.dimension, c)).collect();
-        let text_ranking = search_store::text_ranking(pool.pool()).await?;
-        let _ = self.db.set(Database {
-            pool,
-            dimensions,
-            text_ranking,
-        });
+        let _ = self.db.set(Database { pool, dimensions });
         Ok(())
-    }
-
-    /// How full text is ranked in this database (its RUM index or not).
-    pub fn text_ranking(&self) -> ApiResult<TextRanking> {
-        self.db
-            .get()
-            .map(|d| d.text_ranking)
-            .ok_or_else(|| ApiError::Unavailable("the service is starting".into()))
     }
 
     /// The HNSW index cast of a dimension that `check_vector` accepted.

@@ -84,16 +84,6 @@ DROP FUNCTION IF EXISTS
 
 DROP TYPE IF EXISTS org_role;
 
--- rum, when migration 12 created it (its index went with item_texts).
-DO $$
-BEGIN
-    IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'rum'), 'pg_extension')
-       = 'created by affinity migration 12 (Search)' THEN
-        DROP EXTENSION rum;
-    END IF;
-END;
-$$;
-
 -- btree_gin, when migration 10 created it (its indexes went with item_texts,
 -- and with them migration 11's settings of them).
 DO $$

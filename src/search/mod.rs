@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 pub use fusion::Found;
 
-use crate::store::search::{self as store, ItemFilter, TextRanking};
+use crate::store::search::{self as store, ItemFilter};
 use crate::store::similarity::{Hit, IndexCast, VectorQuery};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,6 @@ pub struct QueryVector<'a> {
 pub struct Search<'a> {
     pub organization_id: Uuid,
     pub mode: Mode,
-    /// How the database ranks full-text matches.
-    pub text_ranking: TextRanking,
     /// TEXT and HYBRID: what the user typed.
     pub text: Option<&'a str>,
     /// VECTOR and HYBRID.
@@ -105,7 +103,6 @@ async fn text_side(
         (Mode::Text | Mode::Hybrid, Some(q)) => {
             store::text_search(
                 conn,
-                s.text_ranking,
                 s.organization_id,
                 q,
                 s.entity_types,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{FromRow, PgConnection, PgExecutor, Postgres};
+use sqlx::{FromRow, PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::similarity::{self, Hit, VectorQuery};
@@ -104,7 +104,7 @@ fn types_sql(types: Option<&[String]>, n: &mut usize) -> String {
     }
 }
 
-/// One full-text match: its rank in [0, 1), higher is better.
+/// One full-text match: its rank is `ts_rank` normalized to [0, 1).
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct TextHit {
     pub entity_type: String,
@@ -112,38 +112,11 @@ pub struct TextHit {
     pub rank: f64,
 }
 
-/// How TEXT finds its best matches: decided by the schema (migration 12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextRanking {
-    /// The RUM index returns matches best first (`document <=> query`, RUM's
-    /// cover-density score): only the best are read from the table.
-    Index,
-    /// The GIN index finds the matches; each is read and ranked (ts_rank).
-    EveryMatch,
-}
-
-/// The ranking this database offers: the RUM index where migration 12
-/// could create it.
-pub async fn text_ranking<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<TextRanking> {
-    let ranked: bool =
-        sqlx::query_scalar("SELECT to_regclass('item_texts_document_rum_idx') IS NOT NULL")
-            .fetch_one(db)
-            .await?;
-    Ok(if ranked {
-        TextRanking::Index
-    } else {
-        TextRanking::EveryMatch
-    })
-}
-
 /// The items of `org` whose text matches `query` (websearch syntax, the
-/// schema's `search_query`), best rank first, at most `k`. A query without
-/// words (only punctuation) matches nothing. Ties: by type, then id, among
-/// the matches ranked; with [`TextRanking::Index`], which of several tied at
-/// the cut come back is the index's choice.
+/// schema's `search_query`), best rank first (ties by type, then id), at
+/// most `k`. A query without words (only punctuation) matches nothing.
 pub async fn text_search(
     conn: &mut PgConnection,
-    ranking: TextRanking,
     org: Uuid,
     query: &str,
     types: Option<&[String]>,
@@ -153,21 +126,14 @@ pub async fn text_search(
     let mut n = 4;
     let types_cond = types_sql(types, &mut n);
     let filters = filter.sql(&mut n);
-    // Both ranks in [0, 1): RUM's distance is 1 / score, so 1 / (1 + d) is
-    // score / (score + 1), what ts_rank's normalization 32 makes of its rank.
-    // ts_rank, not ts_rank_cd: it ranks every match, so it must be cheap.
-    let (rank, order) = match ranking {
-        TextRanking::Index => ("(1 / (1 + (t.document <=> q)))::float8", "t.document <=> q"),
-        TextRanking::EveryMatch => (
-            "ts_rank(t.document, q, 32)::float8",
-            "rank DESC, t.entity_type, t.entity_id",
-        ),
-    };
+    // Every match is ranked, so the rank must be cheap: ts_rank (term
+    // frequency), not ts_rank_cd (cover density, much more work per
+    // row). Normalization 32: rank / (rank + 1), in [0, 1).
     let sql = format!(
-        "SELECT t.entity_type, t.entity_id, {rank} AS rank
+        "SELECT t.entity_type, t.entity_id, ts_rank(t.document, q, 32)::float8 AS rank
          FROM item_texts t, search_query($2) AS q
          WHERE t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
-         ORDER BY {order}
+         ORDER BY rank DESC, t.entity_type, t.entity_id
          LIMIT $3"
     );
     let mut q = sqlx::query(&sql).bind(org).bind(query).bind(k);
@@ -175,17 +141,7 @@ pub async fn text_search(
         q = q.bind(types);
     }
     let rows = filter.bind(q).fetch_all(&mut *conn).await?;
-    let mut hits = rows
-        .iter()
-        .map(TextHit::from_row)
-        .collect::<sqlx::Result<Vec<_>>>()?;
-    // The index's ties in a stable order.
-    hits.sort_by(|a, b| {
-        b.rank
-            .total_cmp(&a.rank)
-            .then_with(|| (&a.entity_type, a.entity_id).cmp(&(&b.entity_type, b.entity_id)))
-    });
-    Ok(hits)
+    rows.iter().map(TextHit::from_row).collect()
 }
 
 /// Below this many matching items, the vector side filters first and
