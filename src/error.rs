@@ -67,6 +67,13 @@ impl ApiError {
             if db.code().as_deref() == Some("23503") && on_organization {
                 return ApiError::NotFound("the organization does not exist".into());
             }
+            // One message whether the parent does not exist or is another
+            // organization's: no probing for other organizations' entries.
+            if db.code().as_deref() == Some("23503")
+                && db.constraint() == Some("ai_context_logs_parent_fkey")
+            {
+                return ApiError::invalid("parent_id names no entry of this organization");
+            }
         }
         ApiError::from(e)
     }

@@ -456,14 +456,14 @@ fn log_entry(s: &Seeded) -> BoxedStrategy<proto::LogAiContextRequest> {
         (uuid_string(s), uuid_string(s), hostile_string()),
         (hostile_string(), hostile_string(), hostile_metadata()),
         (hostile_vector(), hostile_string(), hostile_string()),
-        hostile_timestamp(),
+        (hostile_timestamp(), hostile_string(), uuid_string(s)),
     )
         .prop_map(
             |(
                 (organization_id, user_id, source_type),
                 (context_summary, ai_response, metadata),
                 (embedding, embedding_model, idempotency_key),
-                occurred_at,
+                (occurred_at, session_id, parent_id),
             )| proto::LogAiContextRequest {
                 organization_id,
                 user_id,
@@ -475,6 +475,8 @@ fn log_entry(s: &Seeded) -> BoxedStrategy<proto::LogAiContextRequest> {
                 embedding_model,
                 idempotency_key,
                 occurred_at,
+                session_id,
+                parent_id,
             },
         )
         .boxed()
@@ -661,15 +663,19 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
         uuid_string(s),
         hostile_u32(),
         hostile_page_token(),
+        hostile_string(),
     )
-        .prop_map(|(organization_id, user_id, page_size, page_token)| {
-            Call::ListAiContext(proto::ListAiContextRequest {
-                organization_id,
-                user_id,
-                page_size,
-                page_token,
-            })
-        });
+        .prop_map(
+            |(organization_id, user_id, page_size, page_token, session_id)| {
+                Call::ListAiContext(proto::ListAiContextRequest {
+                    organization_id,
+                    user_id,
+                    page_size,
+                    page_token,
+                    session_id,
+                })
+            },
+        );
     let verify = Just(Call::VerifyMigrationIntegrity);
     let archive = hostile_u32().prop_map(|older_than_days| {
         Call::ArchiveOldMetrics(proto::ArchiveOldMetricsRequest { older_than_days })

@@ -362,6 +362,35 @@ async fn chat_history_becomes_ai_context_with_the_same_ids() {
     )
     .await;
     assert_eq!(kept, total);
+    // Each carries its conversation's session (migration 12), so old
+    // conversations page in order by session_id; and so does its text, which
+    // search filters read.
+    let in_session = scalar_i64(
+        &db.pool,
+        "SELECT count(*) FROM chat_messages_backup c JOIN ai_context_logs a ON a.id = c.id
+         JOIN item_texts t ON t.organization_id = a.organization_id AND t.entity_type = 'ai_context'
+                          AND t.entity_id = a.id
+         WHERE a.session_id = c.session_id::text AND t.session_id = a.session_id",
+    )
+    .await;
+    let with_text = scalar_i64(
+        &db.pool,
+        "SELECT count(*) FROM chat_messages_backup c JOIN ai_context_logs a ON a.id = c.id
+         JOIN item_texts t ON t.organization_id = a.organization_id AND t.entity_type = 'ai_context'
+                          AND t.entity_id = a.id",
+    )
+    .await;
+    assert_eq!(in_session, with_text);
+    let sessions = scalar_i64(
+        &db.pool,
+        "SELECT count(*) FROM chat_messages_backup c JOIN ai_context_logs a ON a.id = c.id
+         WHERE a.session_id = c.session_id::text",
+    )
+    .await;
+    assert_eq!(
+        sessions, total,
+        "every legacy chat message keeps its session"
+    );
 }
 
 #[tokio::test]

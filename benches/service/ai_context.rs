@@ -115,6 +115,8 @@ fn message(writers: &Writers, i: u64) -> LogAiContextRequest {
         embedding_model: String::new(),
         idempotency_key: Uuid::new_v4().to_string(),
         occurred_at: None,
+        session_id: String::new(),
+        parent_id: String::new(),
     }
 }
 

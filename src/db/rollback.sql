@@ -54,6 +54,7 @@ DROP VIEW IF EXISTS posts_unified, analytics_dashboard, top_performing_posts;
 -- Every table the phases created (partitions of time_series_metrics, and
 -- triggers and indexes, go with their tables).
 DROP TABLE IF EXISTS
+    ai_context_feedback,                                                       -- 12
     embedding_queue, item_texts,                                               -- 09
     metric_batch_keys,                                                         -- 06
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05

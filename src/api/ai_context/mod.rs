@@ -1,5 +1,6 @@
 //! AiContextService: logging AI interactions and retrieving them.
 
+mod entry;
 mod page_token;
 
 use std::collections::HashSet;
@@ -9,23 +10,15 @@ use prost::Message as _;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::metadata::{json_to_struct, metadata_json};
 use super::query_text::{check_query, embed_query, text_model};
-use super::{
-    deadline, limit, parse_uuid, principal, required_text, threshold, timestamp, to_timestamp,
-    ApiState, MAX_IDEMPOTENCY_KEY,
-};
-use crate::auth::Principal;
+use super::{deadline, limit, parse_uuid, principal, required_text, threshold, ApiState};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
-use crate::store::ai_context::{self as store, Cursor, NewEntry};
+use crate::store::ai_context::{self as store, Cursor, ListFilter, NewEntry};
 use crate::store::organizations::OrgRole;
+use entry::{entry, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE};
 use page_token::{decode_page_token, encode_page_token};
 
-/// Longest source_type, in bytes.
-const MAX_SOURCE_TYPE: usize = 100;
-/// Longest model name, in bytes.
-const MAX_MODEL: usize = 200;
 /// A stream holds at most this many times the largest message, in all: the
 /// whole stream is kept in memory until it is stored, all or none.
 const STREAM_BYTES_PER_MESSAGE_LIMIT: usize = 16;
@@ -38,111 +31,30 @@ impl AiContextApi {
     pub fn new(state: Arc<ApiState>) -> Self {
         AiContextApi { state }
     }
-
-    /// Validates one log message into an entry to store. `prefix` names the
-    /// message in errors ("" for a unary call, "messages[3]." in a stream).
-    fn parse_entry(
-        &self,
-        p: &Principal,
-        r: proto::LogAiContextRequest,
-        prefix: &str,
-    ) -> ApiResult<NewEntry> {
-        let field = |name: &str| format!("{prefix}{name}");
-        let organization_id = parse_uuid(&field("organization_id"), &r.organization_id)?;
-        let user_id = match p {
-            // A user logs only as itself; an empty user_id means the caller.
-            Principal::User(me) => {
-                if !r.user_id.is_empty() && parse_uuid(&field("user_id"), &r.user_id)? != *me {
-                    return Err(ApiError::PermissionDenied(format!(
-                        "{} names another user: a user logs AI context only as itself \
-                         (leave it empty or use your own id)",
-                        field("user_id")
-                    )));
-                }
-                *me
-            }
-            Principal::Service { .. } => parse_uuid(&field("user_id"), &r.user_id)?,
-        };
-        let source_type =
-            required_text(&field("source_type"), &r.source_type, MAX_SOURCE_TYPE)?.to_string();
-        let context_summary = optional_text(&field("context_summary"), r.context_summary)?;
-        let ai_response = optional_text(&field("ai_response"), r.ai_response)?;
-        let metadata = metadata_json(
-            &field("metadata"),
-            r.metadata,
-            self.state.config.max_metadata_bytes,
-        )?;
-        let embedding = if r.embedding.is_empty() {
-            None
-        } else {
-            self.state.check_vector(&field("embedding"), &r.embedding)?;
-            if r.embedding_model.is_empty() {
-                return Err(ApiError::invalid(format!(
-                    "{} is required when {} is set",
-                    field("embedding_model"),
-                    field("embedding")
-                )));
-            }
-            required_text(&field("embedding_model"), &r.embedding_model, MAX_MODEL)?;
-            Some((r.embedding_model, r.embedding))
-        };
-        let idempotency_key = if r.idempotency_key.is_empty() {
-            None
-        } else {
-            required_text(
-                &field("idempotency_key"),
-                &r.idempotency_key,
-                MAX_IDEMPOTENCY_KEY,
-            )?;
-            Some(r.idempotency_key)
-        };
-        let occurred_at = match &r.occurred_at {
-            Some(t) => timestamp(&field("occurred_at"), t)?,
-            None => chrono::Utc::now(),
-        };
-        Ok(NewEntry {
-            id: crate::random_uuid(),
-            organization_id,
-            user_id,
-            source_type,
-            context_summary,
-            ai_response,
-            metadata,
-            idempotency_key,
-            occurred_at,
-            embedding,
-        })
-    }
 }
 
-/// Optional free text: empty is absent (NULL); NUL bytes cannot be stored.
-fn optional_text(field: &str, value: String) -> ApiResult<Option<String>> {
-    if value.contains('\0') {
-        return Err(ApiError::invalid(format!("{field} contains a NUL byte")));
+/// Refuses entries whose parent is no entry of their organization, with
+/// one message either way (no probing for another organization's entries).
+/// A parent deleted after this check is caught by the foreign key.
+async fn check_parents(
+    conn: &mut sqlx::PgConnection,
+    entries: &[NewEntry],
+    field: &str,
+) -> ApiResult<()> {
+    let mut by_org: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    for e in entries {
+        if let Some(parent) = e.parent_id {
+            by_org.entry(e.organization_id).or_default().push(parent);
+        }
     }
-    Ok((!value.is_empty()).then_some(value))
-}
-
-fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
-    proto::AiContextEntry {
-        id: e.id.to_string(),
-        organization_id: e.organization_id.to_string(),
-        user_id: e.user_id.to_string(),
-        source_type: e.source_type,
-        context_summary: e.context_summary.unwrap_or_default(),
-        ai_response: e.ai_response.unwrap_or_default(),
-        metadata: Some(json_to_struct(e.metadata)),
-        occurred_at: Some(to_timestamp(e.occurred_at)),
-        similarity,
+    for (org, parents) in by_org {
+        if let Some(missing) = store::missing_entries(conn, org, &parents).await?.first() {
+            return Err(ApiError::invalid(format!(
+                "{field} {missing} names no entry of this organization"
+            )));
+        }
     }
-}
-
-fn optional_uuid(field: &str, value: &str) -> ApiResult<Option<Uuid>> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        parse_uuid(field, value).map(Some)
-    }
+    Ok(())
 }
 
 /// The calls, each in the crate's result type (`grpc_handlers!` converts
@@ -161,6 +73,7 @@ impl AiContextApi {
         // A user's own profile exists (they are a member); a user id named by
         // service_role may be new.
         let mut db = self.state.db_until(deadline).await?;
+        check_parents(db.conn(), std::slice::from_ref(&e), "parent_id").await?;
         let (id, duplicate) = store::log_one(db.conn(), e, p.is_service())
             .await
             .map_err(ApiError::from_write)?;
@@ -223,6 +136,7 @@ impl AiContextApi {
         } else {
             let users: Vec<Uuid> = new_users.into_iter().collect();
             let mut db = self.state.db_until(deadline).await?;
+            check_parents(db.conn(), &entries, "a message's parent_id").await?;
             let stored = store::log_many(db.conn(), entries, &users)
                 .await
                 .map_err(ApiError::from_write)?;
@@ -320,20 +234,23 @@ impl AiContextApi {
         let p = principal(&req)?;
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
-        let user_id = optional_uuid("user_id", &r.user_id)?;
+        let filter = ListFilter {
+            user_id: optional_uuid("user_id", &r.user_id)?,
+            session_id: optional_session("session_id", r.session_id.clone())?,
+        };
         let page_size = limit("page_size", r.page_size, 50)?;
-        let after = decode_page_token(&r.page_token, org, user_id)?;
+        let after = decode_page_token(&r.page_token, org, &filter)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         // One row more than the page tells whether another page follows.
         let mut db = self.state.db(&req).await?;
-        let mut rows = store::list(db.conn(), org, user_id, after, page_size + 1).await?;
+        let mut rows = store::list(db.conn(), org, &filter, after, page_size + 1).await?;
         db.finish().await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
         let next_page_token = match rows.last() {
             Some(last) if more => encode_page_token(
                 org,
-                user_id,
+                &filter,
                 Cursor {
                     occurred_at: last.occurred_at,
                     id: last.id,

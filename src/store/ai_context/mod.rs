@@ -1,10 +1,15 @@
 //! AI context entries (`ai_context_logs`) and their embeddings: the SQL.
+//! Writing here; reading (search, pages of a list) in `read`.
+
+mod read;
+
+pub use read::{list, search, Cursor, ListFilter, Search};
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
-use sqlx::{Acquire, FromRow, PgConnection, PgExecutor, Postgres};
+use sqlx::{Acquire, PgConnection, Postgres};
 use uuid::Uuid;
 
 /// Rows per INSERT of a batch: large enough to amortize round trips, small
@@ -29,6 +34,9 @@ pub struct NewEntry {
     pub metadata: String,
     pub idempotency_key: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    pub session_id: Option<String>,
+    /// An entry of the same organization (checked by a foreign key).
+    pub parent_id: Option<Uuid>,
     /// (model, vector), stored as entity_type 'ai_context'.
     pub embedding: Option<(String, Vec<f32>)>,
 }
@@ -43,7 +51,13 @@ pub struct Entry {
     pub ai_response: Option<String>,
     pub metadata: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
+    pub session_id: Option<String>,
+    pub parent_id: Option<Uuid>,
 }
+
+/// The columns of [`Entry`], for `SELECT`s of `ai_context_logs`.
+const ENTRY_COLUMNS: &str = "id, organization_id, user_id, source_type, context_summary, \
+                             ai_response, metadata, occurred_at, session_id, parent_id";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScoredEntry {
@@ -90,6 +104,8 @@ pub async fn insert_entries(
         let mut metadata = Vec::with_capacity(n);
         let mut keys = Vec::with_capacity(n);
         let mut occurred = Vec::with_capacity(n);
+        let mut sessions = Vec::with_capacity(n);
+        let mut parents = Vec::with_capacity(n);
         let mut emb_ids = Vec::new();
         let mut emb_models = Vec::new();
         let mut emb_vectors = Vec::new();
@@ -103,6 +119,8 @@ pub async fn insert_entries(
             metadata.push(e.metadata.as_str());
             keys.push(e.idempotency_key.as_deref());
             occurred.push(e.occurred_at);
+            sessions.push(e.session_id.as_deref());
+            parents.push(e.parent_id);
             if let Some((model, v)) = &e.embedding {
                 emb_ids.push(e.id);
                 emb_models.push(model.as_str());
@@ -114,12 +132,14 @@ pub async fn insert_entries(
         let rows: Vec<Uuid> = sqlx::query_scalar(
             "WITH ins AS (
                  INSERT INTO ai_context_logs (id, organization_id, user_id, source_type, context_summary,
-                                              ai_response, metadata, idempotency_key, occurred_at)
+                                              ai_response, metadata, idempotency_key, occurred_at,
+                                              session_id, parent_id)
                  SELECT t.id, t.org, t.usr, t.source_type, t.summary, t.response, t.metadata::jsonb,
-                        t.key, t.occurred_at
+                        t.key, t.occurred_at, t.session_id, t.parent_id
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                             $7::text[], $8::text[], $9::timestamptz[])
-                      AS t(id, org, usr, source_type, summary, response, metadata, key, occurred_at)
+                             $7::text[], $8::text[], $9::timestamptz[], $13::text[], $14::uuid[])
+                      AS t(id, org, usr, source_type, summary, response, metadata, key, occurred_at,
+                           session_id, parent_id)
                  ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL
                  DO NOTHING
                  RETURNING id, organization_id
@@ -143,11 +163,29 @@ pub async fn insert_entries(
         .bind(&emb_ids)
         .bind(&emb_models)
         .bind(&emb_vectors)
+        .bind(&sessions)
+        .bind(&parents)
         .fetch_all(&mut *conn)
         .await?;
         inserted.extend(rows);
     }
     Ok(inserted)
+}
+
+/// Of `ids`, those that name no entry of `org`.
+pub async fn missing_entries(
+    conn: &mut PgConnection,
+    org: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT i FROM unnest($2::uuid[]) AS i
+         WHERE NOT EXISTS (SELECT 1 FROM ai_context_logs a WHERE a.organization_id = $1 AND a.id = i)",
+    )
+    .bind(org)
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }
 
 /// The id of the entry holding an idempotency key in an organization.
@@ -220,142 +258,4 @@ pub async fn log_many<'c>(
     let inserted = insert_entries(&mut tx, &entries).await?;
     tx.commit().await?;
     Ok(inserted.len() as u64)
-}
-
-/// What a search looks for.
-pub struct Search<'a> {
-    pub organization_id: Uuid,
-    pub vector: &'a [f32],
-    /// None: any model of the vector's dimension.
-    pub model: Option<&'a str>,
-    pub threshold: f64,
-    pub limit: i64,
-    pub user_id: Option<Uuid>,
-    /// Empty: every source type.
-    pub source_types: &'a [String],
-}
-
-/// Entries whose embedding is nearest to the vector, most similar first.
-/// None: the vector's dimension has no index (any more).
-pub async fn search<'c>(
-    db: impl Acquire<'c, Database = Postgres>,
-    q: &Search<'_>,
-) -> sqlx::Result<Option<Vec<ScoredEntry>>> {
-    let dim = i32::try_from(q.vector.len()).unwrap_or(i32::MAX);
-    let mut tx = db.begin().await?;
-    // Filtered HNSW scans go on until enough rows pass the filters, in exact
-    // distance order. Planned as a cursor with the planning candidate list,
-    // run with a longer one (super::fetch_nearest).
-    let (_, _, expr): (String, String, Option<String>) = sqlx::query_as(
-        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', $2, true),
-                embedding_index_expression($1)",
-    )
-    .bind(dim)
-    .bind(super::PLANNING_EF_SEARCH.to_string())
-    .fetch_one(&mut *tx)
-    .await?;
-    let Some(expr) = expr else { return Ok(None) };
-    // The expression comes from the schema (`embedding::vector(384)`), never
-    // from the client; the query vector is cast to the same type.
-    let Some(cast) = expr.strip_prefix("embedding::") else {
-        return Ok(None);
-    };
-    let model_filter = if q.model.is_some() {
-        "AND e.model = $4"
-    } else {
-        "AND $4::text IS NULL"
-    };
-    // The dimension is a literal: the partial HNSW index's predicate
-    // (`WHERE dimension = 384`) must be provable from the query, generic plans too.
-    let sql = format!(
-        "DECLARE nearest_entries NO SCROLL CURSOR FOR
-         SELECT * FROM (
-             SELECT a.id, a.organization_id, a.user_id, a.source_type, a.context_summary,
-                    a.ai_response, a.metadata, a.occurred_at,
-                    1 - ({expr} <=> $1::{cast}) AS similarity
-             FROM embeddings e
-             JOIN ai_context_logs a ON a.organization_id = e.organization_id AND a.id = e.entity_id
-             WHERE e.organization_id = $2 AND e.dimension = {dim} AND e.entity_type = ANY ($3)
-               {model_filter}
-               AND ($5::uuid IS NULL OR a.user_id = $5)
-               AND (cardinality($6::text[]) = 0 OR a.source_type = ANY ($6))
-             ORDER BY {expr} <=> $1::{cast}
-             LIMIT $7
-         ) s
-         WHERE s.similarity >= $8
-         ORDER BY s.similarity DESC"
-    );
-    sqlx::query(&sql)
-        .bind(Vector::from(q.vector.to_vec()))
-        .bind(q.organization_id)
-        .bind(&SEARCHABLE_TYPES[..])
-        .bind(q.model)
-        .bind(q.user_id)
-        .bind(q.source_types)
-        .bind(q.limit)
-        .bind(q.threshold)
-        .execute(&mut *tx)
-        .await?;
-    let rows = super::fetch_nearest(&mut tx, "nearest_entries", super::ef_search(q.limit))
-        .await?
-        .iter()
-        .map(ScoredEntry::from_row)
-        .collect::<sqlx::Result<Vec<ScoredEntry>>>()?;
-    tx.commit().await?;
-    // An entry with embeddings of several models (or both types) counts once,
-    // at its best similarity (rows come most similar first).
-    let mut seen = HashSet::with_capacity(rows.len());
-    Ok(Some(
-        rows.into_iter()
-            .filter(|r| seen.insert(r.entry.id))
-            .collect(),
-    ))
-}
-
-/// Where a page starts: after this (occurred_at, id), newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub occurred_at: DateTime<Utc>,
-    pub id: Uuid,
-}
-
-/// Up to `limit` entries of an organization, newest first, after `after`.
-pub async fn list<'e>(
-    db: impl PgExecutor<'e>,
-    org: Uuid,
-    user: Option<Uuid>,
-    after: Option<Cursor>,
-    limit: i64,
-) -> sqlx::Result<Vec<Entry>> {
-    const COLUMNS: &str =
-        "id, organization_id, user_id, source_type, context_summary, ai_response, \
-                           metadata, occurred_at";
-    // One statement per combination of filters (no `$n IS NULL OR ...`), so
-    // that every plan, generic ones too, walks its index
-    // (organization_id[, user_id], occurred_at DESC, id DESC) from the cursor.
-    let user_filter = if user.is_some() {
-        "AND user_id = $2"
-    } else {
-        "AND $2::uuid IS NULL"
-    };
-    let cursor_filter = if after.is_some() {
-        "AND (occurred_at, id) < ($3, $4)"
-    } else {
-        "AND $3::timestamptz IS NULL AND $4::uuid IS NULL"
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM ai_context_logs
-         WHERE organization_id = $1 {user_filter} {cursor_filter}
-         ORDER BY occurred_at DESC, id DESC
-         LIMIT $5"
-    );
-    sqlx::query_as(&sql)
-        .bind(org)
-        .bind(user)
-        .bind(after.map(|c| c.occurred_at))
-        .bind(after.map(|c| c.id))
-        .bind(limit)
-        .fetch_all(db)
-        .await
 }
