@@ -67,8 +67,9 @@ impl ApiError {
             if db.code().as_deref() == Some("23503") && on_organization {
                 return ApiError::NotFound("the organization does not exist".into());
             }
-            // One message whether the parent does not exist or is another
-            // organization's: no probing for other organizations' entries.
+            // The parent key holds the organization: one message whether the
+            // parent does not exist or is another organization's (no probing
+            // for other organizations' entries).
             if db.code().as_deref() == Some("23503")
                 && db.constraint() == Some("ai_context_logs_parent_fkey")
             {

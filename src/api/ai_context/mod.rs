@@ -14,7 +14,7 @@ use super::query_text::{check_query, embed_query, text_model};
 use super::{deadline, limit, parse_uuid, principal, required_text, threshold, ApiState};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
-use crate::store::ai_context::{self as store, Cursor, ListFilter, NewEntry};
+use crate::store::ai_context::{self as store, Cursor, ListFilter};
 use crate::store::organizations::OrgRole;
 use entry::{entry, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE};
 use page_token::{decode_page_token, encode_page_token};
@@ -33,30 +33,6 @@ impl AiContextApi {
     }
 }
 
-/// Refuses entries whose parent is no entry of their organization, with
-/// one message either way (no probing for another organization's entries).
-/// A parent deleted after this check is caught by the foreign key.
-async fn check_parents(
-    conn: &mut sqlx::PgConnection,
-    entries: &[NewEntry],
-    field: &str,
-) -> ApiResult<()> {
-    let mut by_org: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
-    for e in entries {
-        if let Some(parent) = e.parent_id {
-            by_org.entry(e.organization_id).or_default().push(parent);
-        }
-    }
-    for (org, parents) in by_org {
-        if let Some(missing) = store::missing_entries(conn, org, &parents).await?.first() {
-            return Err(ApiError::invalid(format!(
-                "{field} {missing} names no entry of this organization"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The calls, each in the crate's result type (`grpc_handlers!` converts
 /// to tonic's once).
 impl AiContextApi {
@@ -73,7 +49,6 @@ impl AiContextApi {
         // A user's own profile exists (they are a member); a user id named by
         // service_role may be new.
         let mut db = self.state.db_until(deadline).await?;
-        check_parents(db.conn(), std::slice::from_ref(&e), "parent_id").await?;
         let (id, duplicate) = store::log_one(db.conn(), e, p.is_service())
             .await
             .map_err(ApiError::from_write)?;
@@ -136,7 +111,6 @@ impl AiContextApi {
         } else {
             let users: Vec<Uuid> = new_users.into_iter().collect();
             let mut db = self.state.db_until(deadline).await?;
-            check_parents(db.conn(), &entries, "a message's parent_id").await?;
             let stored = store::log_many(db.conn(), entries, &users)
                 .await
                 .map_err(ApiError::from_write)?;

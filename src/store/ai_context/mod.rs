@@ -172,22 +172,6 @@ pub async fn insert_entries(
     Ok(inserted)
 }
 
-/// Of `ids`, those that name no entry of `org`.
-pub async fn missing_entries(
-    conn: &mut PgConnection,
-    org: Uuid,
-    ids: &[Uuid],
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT i FROM unnest($2::uuid[]) AS i
-         WHERE NOT EXISTS (SELECT 1 FROM ai_context_logs a WHERE a.organization_id = $1 AND a.id = i)",
-    )
-    .bind(org)
-    .bind(ids)
-    .fetch_all(conn)
-    .await
-}
-
 /// The id of the entry holding an idempotency key in an organization.
 pub async fn id_by_key(
     conn: &mut PgConnection,
