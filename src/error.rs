@@ -75,6 +75,13 @@ impl ApiError {
             {
                 return ApiError::invalid("parent_id names no entry of this organization");
             }
+            // Feedback's entry key holds the organization too: NOT_FOUND for
+            // members (the contract's table), who passed authorization.
+            if db.code().as_deref() == Some("23503")
+                && db.constraint() == Some(crate::store::ai_context::feedback::ENTRY_KEY)
+            {
+                return ApiError::NotFound("entry_id names no entry of this organization".into());
+            }
         }
         ApiError::from(e)
     }

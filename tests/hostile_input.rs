@@ -56,6 +56,8 @@ enum Call {
     LogAiContextStream(Vec<proto::LogAiContextRequest>),
     SearchAiContext(proto::SearchAiContextRequest),
     ListAiContext(proto::ListAiContextRequest),
+    RecordAiFeedback(proto::RecordAiFeedbackRequest),
+    ExportAiContext(proto::ExportAiContextRequest),
     VerifyMigrationIntegrity,
     ArchiveOldMetrics(proto::ArchiveOldMetricsRequest),
 }
@@ -85,6 +87,8 @@ impl fmt::Debug for Call {
             Call::LogAiContextStream(r) => format!("{r:?}"),
             Call::SearchAiContext(r) => format!("{r:?}"),
             Call::ListAiContext(r) => format!("{r:?}"),
+            Call::RecordAiFeedback(r) => format!("{r:?}"),
+            Call::ExportAiContext(r) => format!("{r:?}"),
             Call::VerifyMigrationIntegrity => String::new(),
             Call::ArchiveOldMetrics(r) => format!("{r:?}"),
         };
@@ -113,6 +117,8 @@ impl Call {
             Call::LogAiContextStream(_) => "LogAiContextStream",
             Call::SearchAiContext(_) => "SearchAiContext",
             Call::ListAiContext(_) => "ListAiContext",
+            Call::RecordAiFeedback(_) => "RecordAiFeedback",
+            Call::ExportAiContext(_) => "ExportAiContext",
             Call::VerifyMigrationIntegrity => "VerifyMigrationIntegrity",
             Call::ArchiveOldMetrics(_) => "ArchiveOldMetrics",
         }
@@ -134,7 +140,8 @@ impl Call {
             | Call::UpsertEmbeddings(_)
             | Call::RecordMetrics(_)
             | Call::LogAiContext(_)
-            | Call::LogAiContextStream(_) => &[
+            | Call::LogAiContextStream(_)
+            | Call::RecordAiFeedback(_) => &[
                 Ok,
                 InvalidArgument,
                 NotFound,
@@ -676,6 +683,53 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
                 })
             },
         );
+    let feedback_value = prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-1.0),
+        any::<f64>(),
+    ];
+    let feedback = (
+        (uuid_string(s), uuid_string(s), uuid_string(s)),
+        (hostile_string(), feedback_value, hostile_string()),
+        (uuid_string(s), hostile_timestamp(), any::<bool>()),
+    )
+        .prop_map(
+            |(
+                (organization_id, entry_id, feedback_id),
+                (name, value, comment),
+                (user_id, created_at, present),
+            )| {
+                Call::RecordAiFeedback(proto::RecordAiFeedbackRequest {
+                    organization_id,
+                    entry_id,
+                    feedback: present.then_some(proto::AiFeedback {
+                        feedback_id,
+                        name,
+                        value,
+                        comment,
+                        user_id,
+                        created_at,
+                    }),
+                })
+            },
+        );
+    let export = (
+        (uuid_string(s), uuid_string(s), hostile_string()),
+        (hostile_timestamp(), hostile_timestamp()),
+    )
+        .prop_map(
+            |((organization_id, user_id, session_id), (occurred_after, occurred_before))| {
+                Call::ExportAiContext(proto::ExportAiContextRequest {
+                    organization_id,
+                    user_id,
+                    session_id,
+                    occurred_after,
+                    occurred_before,
+                })
+            },
+        );
     let verify = Just(Call::VerifyMigrationIntegrity);
     let archive = hostile_u32().prop_map(|older_than_days| {
         Call::ArchiveOldMetrics(proto::ArchiveOldMetricsRequest { older_than_days })
@@ -698,6 +752,8 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
         log_stream.boxed(),
         search_ai.boxed(),
         list_ai.boxed(),
+        feedback.boxed(),
+        export.boxed(),
         verify.boxed(),
         archive.boxed(),
     ]
@@ -750,6 +806,25 @@ async fn execute(s: &TestServer, token: &str, call: Call) -> Code {
         ),
         Call::SearchAiContext(r) => code(s.ai_context().search_ai_context(authed(r, token)).await),
         Call::ListAiContext(r) => code(s.ai_context().list_ai_context(authed(r, token)).await),
+        Call::RecordAiFeedback(r) => {
+            code(s.ai_context().record_ai_feedback(authed(r, token)).await)
+        }
+        Call::ExportAiContext(r) => {
+            match s.ai_context().export_ai_context(authed(r, token)).await {
+                Ok(res) => {
+                    // Read to the end: an error may come mid-stream.
+                    let mut stream = res.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(_)) => {}
+                            Ok(None) => break Code::Ok,
+                            Err(e) => break e.code(),
+                        }
+                    }
+                }
+                Err(e) => e.code(),
+            }
+        }
         Call::VerifyMigrationIntegrity => code(
             s.maintenance()
                 .verify_migration_integrity(authed(

@@ -320,6 +320,51 @@ async fn call_naming(w: &World, rpc: &str, org: &str, user: &str, entity: &str) 
             ))
             .await
             .map(drop),
+        "RecordAiFeedback" => s
+            .ai_context()
+            .record_ai_feedback(authed(
+                proto::RecordAiFeedbackRequest {
+                    organization_id: org.into(),
+                    entry_id: entity.into(),
+                    feedback: Some(proto::AiFeedback {
+                        feedback_id: Uuid::new_v4().to_string(),
+                        name: "helpful".into(),
+                        value: 1.0,
+                        ..Default::default()
+                    }),
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+        "ExportAiContext" => match s
+            .ai_context()
+            .export_ai_context(authed(
+                proto::ExportAiContextRequest {
+                    organization_id: org.into(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+        {
+            Ok(r) => {
+                let mut stream = r.into_inner();
+                let mut result = Ok(());
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                result
+            }
+            Err(e) => Err(e),
+        },
         other => panic!("no such RPC in this test: {other}"),
     };
     match result {
@@ -346,7 +391,7 @@ fn log_request(org: &str, user: &str) -> proto::LogAiContextRequest {
     }
 }
 
-const ORG_SCOPED: [&str; 15] = [
+const ORG_SCOPED: [&str; 17] = [
     "FindSimilarContent",
     "SearchByVector",
     "UpsertEmbeddings",
@@ -362,6 +407,8 @@ const ORG_SCOPED: [&str; 15] = [
     "LogAiContextStream",
     "SearchAiContext",
     "ListAiContext",
+    "RecordAiFeedback",
+    "ExportAiContext",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

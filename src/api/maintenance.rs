@@ -105,7 +105,7 @@ impl MaintenanceApi {
 
 grpc_handlers! {
     MaintenanceService for MaintenanceApi {
-        verify_migration_integrity(proto::VerifyMigrationIntegrityRequest) -> proto::VerifyMigrationIntegrityResponse;
-        archive_old_metrics(proto::ArchiveOldMetricsRequest) -> proto::ArchiveOldMetricsResponse;
+        rpc verify_migration_integrity(proto::VerifyMigrationIntegrityRequest) -> proto::VerifyMigrationIntegrityResponse;
+        rpc archive_old_metrics(proto::ArchiveOldMetricsRequest) -> proto::ArchiveOldMetricsResponse;
     }
 }

@@ -279,7 +279,7 @@ impl MetricsApi {
 
 grpc_handlers! {
     MetricsService for MetricsApi {
-        record_metrics(proto::RecordMetricsRequest) -> proto::RecordMetricsResponse;
-        get_metrics_aggregated(proto::GetMetricsAggregatedRequest) -> proto::GetMetricsAggregatedResponse;
+        rpc record_metrics(proto::RecordMetricsRequest) -> proto::RecordMetricsResponse;
+        rpc get_metrics_aggregated(proto::GetMetricsAggregatedRequest) -> proto::GetMetricsAggregatedResponse;
     }
 }

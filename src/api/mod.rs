@@ -5,9 +5,14 @@
 /// names, which return the crate's result type: the one place their errors
 /// become a `tonic::Status` (`crate::error::respond`).
 macro_rules! grpc_handlers {
-    ($service:ident for $api:ident { $($rpc:ident($req:ty) -> $res:ty;)* }) => {
+    ($service:ident for $api:ident {
+        $(stream $stream:ident = $stream_ty:ty;)*
+        $(rpc $rpc:ident($req:ty) -> $res:ty;)*
+    }) => {
         #[tonic::async_trait]
         impl $service for $api {
+            // The response streams of server-streaming calls.
+            $(type $stream = $stream_ty;)*
             $(
                 async fn $rpc(
                     &self,

@@ -273,12 +273,12 @@ impl OrganizationsApi {
 
 grpc_handlers! {
     OrganizationService for OrganizationsApi {
-        user_has_org_permission(proto::UserHasOrgPermissionRequest) -> proto::UserHasOrgPermissionResponse;
-        check_permissions(proto::CheckPermissionsRequest) -> proto::CheckPermissionsResponse;
-        create_organization(proto::CreateOrganizationRequest) -> proto::Organization;
-        list_user_organizations(proto::ListUserOrganizationsRequest) -> proto::ListUserOrganizationsResponse;
-        put_member(proto::PutMemberRequest) -> proto::Member;
-        remove_member(proto::RemoveMemberRequest) -> proto::RemoveMemberResponse;
-        list_members(proto::ListMembersRequest) -> proto::ListMembersResponse;
+        rpc user_has_org_permission(proto::UserHasOrgPermissionRequest) -> proto::UserHasOrgPermissionResponse;
+        rpc check_permissions(proto::CheckPermissionsRequest) -> proto::CheckPermissionsResponse;
+        rpc create_organization(proto::CreateOrganizationRequest) -> proto::Organization;
+        rpc list_user_organizations(proto::ListUserOrganizationsRequest) -> proto::ListUserOrganizationsResponse;
+        rpc put_member(proto::PutMemberRequest) -> proto::Member;
+        rpc remove_member(proto::RemoveMemberRequest) -> proto::RemoveMemberResponse;
+        rpc list_members(proto::ListMembersRequest) -> proto::ListMembersResponse;
     }
 }

@@ -221,11 +221,11 @@ impl SimilarityApi {
 
 grpc_handlers! {
     SimilarityService for SimilarityApi {
-        find_similar_content(proto::FindSimilarContentRequest) -> proto::FindSimilarContentResponse;
-        search_by_vector(proto::SearchByVectorRequest) -> proto::SearchByVectorResponse;
-        upsert_embeddings(proto::UpsertEmbeddingsRequest) -> proto::UpsertEmbeddingsResponse;
-        delete_embeddings(proto::DeleteEmbeddingsRequest) -> proto::DeleteEmbeddingsResponse;
-        index_texts(proto::IndexTextsRequest) -> proto::IndexTextsResponse;
-        search(proto::SearchRequest) -> proto::SearchResponse;
+        rpc find_similar_content(proto::FindSimilarContentRequest) -> proto::FindSimilarContentResponse;
+        rpc search_by_vector(proto::SearchByVectorRequest) -> proto::SearchByVectorResponse;
+        rpc upsert_embeddings(proto::UpsertEmbeddingsRequest) -> proto::UpsertEmbeddingsResponse;
+        rpc delete_embeddings(proto::DeleteEmbeddingsRequest) -> proto::DeleteEmbeddingsResponse;
+        rpc index_texts(proto::IndexTextsRequest) -> proto::IndexTextsResponse;
+        rpc search(proto::SearchRequest) -> proto::SearchResponse;
     }
 }

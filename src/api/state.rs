@@ -114,10 +114,22 @@ impl ApiState {
     /// [`ApiState::db`] with the deadline taken from the request earlier.
     pub async fn db_until(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
         let pool = self.pool()?;
-        Ok(CallDb(match begin_for(deadline)? {
+        Ok(CallDb(match timeout_ms(deadline)? {
             None => pool.acquire_call().await?,
-            Some(begin) => pool.begin_call(begin).await?,
+            Some(ms) => pool.begin_call(begin_with_timeout("BEGIN", ms)).await?,
         }))
+    }
+
+    /// A call's connection in a read-only REPEATABLE READ transaction: every
+    /// statement sees one snapshot (an export and its feedback, consistent
+    /// however long it runs). The deadline as in [`ApiState::db`].
+    pub async fn snapshot_db(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
+        const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        let begin = match timeout_ms(deadline)? {
+            None => BEGIN.to_string(),
+            Some(ms) => begin_with_timeout(BEGIN, ms),
+        };
+        Ok(CallDb(self.pool()?.begin_call(begin).await?))
     }
 
     /// A second connection for a call that can work on two at once, under
@@ -125,13 +137,13 @@ impl ApiState {
     /// spare (the call then does its work on its first connection).
     pub async fn spare_db<T>(&self, req: &Request<T>) -> ApiResult<Option<CallDb>> {
         let pool = self.pool()?;
-        let begin = begin_for(deadline(req))?;
+        let timeout = timeout_ms(deadline(req))?;
         let Some(conn) = pool.try_acquire_call() else {
             return Ok(None);
         };
-        Ok(Some(CallDb(match begin {
+        Ok(Some(CallDb(match timeout {
             None => conn,
-            Some(begin) => conn.begin(begin).await?,
+            Some(ms) => conn.begin(begin_with_timeout("BEGIN", ms)).await?,
         })))
     }
 
@@ -207,10 +219,10 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
     req.extensions().get::<Deadline>().copied()
 }
 
-/// The statement that opens a call's transaction with the time left
-/// before its deadline as its statement timeout; None without a deadline
-/// (the call runs outside a transaction).
-fn begin_for(deadline: Option<Deadline>) -> ApiResult<Option<String>> {
+/// The time left before a call's deadline, in milliseconds, as the
+/// statement timeout of its transaction; None without a deadline (the call
+/// runs outside a transaction).
+fn timeout_ms(deadline: Option<Deadline>) -> ApiResult<Option<u128>> {
     let Some(deadline) = deadline else {
         return Ok(None);
     };
@@ -223,8 +235,13 @@ fn begin_for(deadline: Option<Deadline>) -> ApiResult<Option<String>> {
             "the deadline passed before the call reached the database".into(),
         ));
     }
-    // SET takes no parameters; the value is a number computed here.
-    Ok(Some(format!("BEGIN; SET LOCAL statement_timeout = {ms}")))
+    Ok(Some(ms))
+}
+
+/// `begin` and the statement timeout in one round trip. SET takes no
+/// parameters; the value is a number computed here.
+fn begin_with_timeout(begin: &str, ms: u128) -> String {
+    format!("{begin}; SET LOCAL statement_timeout = {ms}")
 }
 
 /// A call's database connection (see [`ApiState::db`]).

@@ -109,14 +109,20 @@ pub(super) fn optional_session(field: &str, value: String) -> ApiResult<Option<S
 }
 
 /// Optional free text: empty is absent (NULL); NUL bytes cannot be stored.
-fn optional_text(field: &str, value: String) -> ApiResult<Option<String>> {
+pub(super) fn optional_text(field: &str, value: String) -> ApiResult<Option<String>> {
     if value.contains('\0') {
         return Err(ApiError::invalid(format!("{field} contains a NUL byte")));
     }
     Ok((!value.is_empty()).then_some(value))
 }
 
-pub(super) fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
+/// An entry as the API answers it; `feedback`: the entry's, where the call
+/// carries it (List, Export), else empty.
+pub(super) fn entry(
+    e: store::Entry,
+    similarity: f32,
+    feedback: Vec<proto::AiFeedback>,
+) -> proto::AiContextEntry {
     proto::AiContextEntry {
         id: e.id.to_string(),
         organization_id: e.organization_id.to_string(),
@@ -129,6 +135,7 @@ pub(super) fn entry(e: store::Entry, similarity: f32) -> proto::AiContextEntry {
         similarity,
         session_id: e.session_id.unwrap_or_default(),
         parent_id: e.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+        feedback,
     }
 }
 

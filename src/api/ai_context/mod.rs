@@ -1,6 +1,8 @@
 //! AiContextService: logging AI interactions and retrieving them.
 
 mod entry;
+mod export;
+mod feedback;
 mod page_token;
 
 use std::collections::HashSet;
@@ -17,6 +19,8 @@ use crate::proto::{self, ai_context_service_server::AiContextService};
 use crate::store::ai_context::{self as store, Cursor, ListFilter};
 use crate::store::organizations::OrgRole;
 use entry::{entry, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE};
+use export::ExportStream;
+use feedback::by_entry;
 use page_token::{decode_page_token, encode_page_token};
 
 /// A stream holds at most this many times the largest message, in all: the
@@ -196,7 +200,7 @@ impl AiContextApi {
         Ok(proto::SearchAiContextResponse {
             entries: rows
                 .into_iter()
-                .map(|r| entry(r.entry, r.similarity as f32))
+                .map(|r| entry(r.entry, r.similarity as f32, Vec::new()))
                 .collect(),
         })
     }
@@ -218,9 +222,11 @@ impl AiContextApi {
         // One row more than the page tells whether another page follows.
         let mut db = self.state.db(&req).await?;
         let mut rows = store::list(db.conn(), org, &filter, after, page_size + 1).await?;
-        db.finish().await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
+        let mut feedback = by_entry(store::feedback::of_entries(db.conn(), org, &ids).await?);
+        db.finish().await?;
         let next_page_token = match rows.last() {
             Some(last) if more => encode_page_token(
                 org,
@@ -233,7 +239,13 @@ impl AiContextApi {
             _ => String::new(),
         };
         Ok(proto::ListAiContextResponse {
-            entries: rows.into_iter().map(|e| entry(e, 0.0)).collect(),
+            entries: rows
+                .into_iter()
+                .map(|e| {
+                    let f = feedback.remove(&e.id).unwrap_or_default();
+                    entry(e, 0.0, f)
+                })
+                .collect(),
             next_page_token,
         })
     }
@@ -241,9 +253,12 @@ impl AiContextApi {
 
 grpc_handlers! {
     AiContextService for AiContextApi {
-        log_ai_context(proto::LogAiContextRequest) -> proto::LogAiContextResponse;
-        log_ai_context_stream(tonic::Streaming<proto::LogAiContextRequest>) -> proto::LogAiContextStreamResponse;
-        search_ai_context(proto::SearchAiContextRequest) -> proto::SearchAiContextResponse;
-        list_ai_context(proto::ListAiContextRequest) -> proto::ListAiContextResponse;
+        stream ExportAiContextStream = ExportStream;
+        rpc log_ai_context(proto::LogAiContextRequest) -> proto::LogAiContextResponse;
+        rpc log_ai_context_stream(tonic::Streaming<proto::LogAiContextRequest>) -> proto::LogAiContextStreamResponse;
+        rpc search_ai_context(proto::SearchAiContextRequest) -> proto::SearchAiContextResponse;
+        rpc list_ai_context(proto::ListAiContextRequest) -> proto::ListAiContextResponse;
+        rpc record_ai_feedback(proto::RecordAiFeedbackRequest) -> proto::RecordAiFeedbackResponse;
+        rpc export_ai_context(proto::ExportAiContextRequest) -> ExportStream;
     }
 }

@@ -1,6 +1,9 @@
 //! AI context entries (`ai_context_logs`) and their embeddings: the SQL.
-//! Writing here; reading (search, pages of a list) in `read`.
+//! Writing here; reading (search, pages of a list) in `read`, exports in
+//! `export`, feedback in `feedback`.
 
+pub mod export;
+pub mod feedback;
 mod read;
 
 pub use read::{list, search, Cursor, ListFilter, Search};

@@ -1,0 +1,116 @@
+//! ExportAiContext: every matching entry, oldest first, with its feedback,
+//! streamed from one snapshot. A task fetches a batch at a time from a
+//! cursor and hands entries to a bounded channel: a slow client holds the
+//! task (and the memory) at one batch plus the channel; a client that goes
+//! away ends the task at its next send, and its transaction with it.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use super::super::{deadline, parse_uuid, principal, timestamp, CallDb};
+use super::entry::{entry, optional_session, optional_uuid};
+use super::feedback::by_entry;
+use super::AiContextApi;
+use crate::error::{ApiError, ApiResult};
+use crate::proto;
+use crate::store::ai_context::export::{self, ExportFilter};
+use crate::store::ai_context::feedback;
+use crate::store::organizations::OrgRole;
+use crate::transport::deadline::Deadline;
+
+/// Entries per FETCH: large enough to amortize the round trip, small
+/// enough that a batch of large entries stays a few megabytes.
+const BATCH: u32 = 256;
+/// Entries sent and not yet taken by the client's stream.
+const CHANNEL: usize = 64;
+
+pub type ExportStream = ReceiverStream<Result<proto::AiContextEntry, Status>>;
+
+impl AiContextApi {
+    pub(super) async fn export_ai_context(
+        &self,
+        req: Request<proto::ExportAiContextRequest>,
+    ) -> ApiResult<ExportStream> {
+        let p = principal(&req)?;
+        let deadline = deadline(&req);
+        let r = req.get_ref();
+        let org = parse_uuid("organization_id", &r.organization_id)?;
+        let filter = ExportFilter {
+            user_id: optional_uuid("user_id", &r.user_id)?,
+            session_id: optional_session("session_id", r.session_id.clone())?,
+            occurred_after: r
+                .occurred_after
+                .as_ref()
+                .map(|t| timestamp("occurred_after", t))
+                .transpose()?,
+            occurred_before: r
+                .occurred_before
+                .as_ref()
+                .map(|t| timestamp("occurred_before", t))
+                .transpose()?,
+        };
+        if let (Some(a), Some(b)) = (filter.occurred_after, filter.occurred_before) {
+            if a > b {
+                return Err(ApiError::invalid(
+                    "occurred_after is after occurred_before; swap them",
+                ));
+            }
+        }
+        self.state.authorize(&p, org, OrgRole::Viewer).await?;
+        // Opened before the reply, so that a database that is down answers
+        // UNAVAILABLE as the call's status, not as a broken stream.
+        let mut db = self.state.snapshot_db(deadline).await?;
+        export::open(db.conn(), org, &filter).await?;
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::spawn(pump(db, org, tx, deadline));
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+type Sender = mpsc::Sender<Result<proto::AiContextEntry, Status>>;
+
+/// Runs the export to its end, the client's leaving, or the deadline.
+async fn pump(mut db: CallDb, org: Uuid, tx: Sender, deadline: Option<Deadline>) {
+    let run = send_all(&mut db, org, &tx);
+    let outcome = match deadline {
+        Some(d) => tokio::time::timeout_at(d.0, run).await.unwrap_or_else(|_| {
+            Err(ApiError::DeadlineExceeded(
+                "the deadline passed during the export; narrow it (by time or session) \
+                     or allow longer"
+                    .into(),
+            ))
+        }),
+        None => run.await,
+    };
+    let outcome = match outcome {
+        Ok(true) => db.finish().await.map(|()| true),
+        other => {
+            // Rolled back and back in the pool before the client hears why.
+            drop(db);
+            other
+        }
+    };
+    if let Err(e) = outcome {
+        let _ = tx.send(Err(Status::from(e))).await;
+    }
+}
+
+/// Sends every entry of the cursor; false when the client went away.
+async fn send_all(db: &mut CallDb, org: Uuid, tx: &Sender) -> ApiResult<bool> {
+    loop {
+        let batch = export::next(db.conn(), BATCH).await?;
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+        let mut feedback = by_entry(feedback::of_entries(db.conn(), org, &ids).await?);
+        for e in batch {
+            let f = feedback.remove(&e.id).unwrap_or_default();
+            if tx.send(Ok(entry(e, 0.0, f))).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+}
