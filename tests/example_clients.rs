@@ -324,7 +324,9 @@ async fn python_agent_logs_context_by_stream_and_retrieves_it_by_a_question() {
             "LogAiContext",
             "LogAiContextStream",
             "SearchAiContext",
-            "ListAiContext"
+            "ListAiContext",
+            "RecordAiFeedback",
+            "ExportAiContext",
         ]
         .map(Value::from)
         .to_vec()

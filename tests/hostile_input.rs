@@ -646,12 +646,19 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
         (uuid_string(s), hostile_vector(), hostile_string()),
         (hostile_f32(), hostile_u32(), uuid_string(s)),
         (strings(hostile_string()), hostile_string()),
+        (
+            hostile_string(),
+            hostile_timestamp(),
+            hostile_timestamp(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
                 (organization_id, vector, model),
                 (similarity_threshold, max_results, user_id),
                 (source_types, query_text),
+                (session_id, occurred_after, occurred_before, exclude_negative_feedback),
             )| {
                 Call::SearchAiContext(proto::SearchAiContextRequest {
                     organization_id,
@@ -662,6 +669,10 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
                     user_id,
                     source_types,
                     query_text,
+                    session_id,
+                    occurred_after,
+                    occurred_before,
+                    exclude_negative_feedback,
                 })
             },
         );

@@ -63,6 +63,7 @@ pub fn item_filter(state: &ApiState, f: Option<&proto::SearchFilter>) -> ApiResu
         source_types: values(state, "filter.source_types", &f.source_types)?,
         session_id,
         hashtags,
+        without_negative_feedback: false,
     })
 }
 

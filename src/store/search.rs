@@ -31,6 +31,9 @@ pub struct ItemFilter {
     pub session_id: Option<String>,
     /// Lower case, without '#': the item carries every one.
     pub hashtags: Vec<String>,
+    /// AI context entries whose feedback sums below 0 (mean below 0) are
+    /// left out; entries without feedback stay.
+    pub without_negative_feedback: bool,
 }
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
@@ -61,6 +64,15 @@ impl ItemFilter {
             out.push_str(" AND ");
             out.push_str(&c.replace('#', &format!("${n}", n = *n)));
             *n += 1;
+        }
+        if self.without_negative_feedback {
+            // The entry key of feedback holds the organization: an index
+            // lookup per candidate.
+            out.push_str(
+                " AND (t.entity_type <> 'ai_context' OR coalesce((
+                     SELECT sum(f.value) FROM ai_context_feedback f
+                     WHERE f.organization_id = t.organization_id AND f.entry_id = t.entity_id), 0) >= 0)",
+            );
         }
         out
     }

@@ -4,6 +4,7 @@ mod entry;
 mod export;
 mod feedback;
 mod page_token;
+mod search;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,13 +13,12 @@ use prost::Message as _;
 use tonic::Request;
 use uuid::Uuid;
 
-use super::query_text::{check_query, embed_query, text_model};
-use super::{deadline, limit, parse_uuid, principal, required_text, threshold, ApiState};
+use super::{deadline, limit, parse_uuid, principal, ApiState};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
 use crate::store::ai_context::{self as store, Cursor, ListFilter};
 use crate::store::organizations::OrgRole;
-use entry::{entry, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE};
+use entry::{entry, optional_session, optional_uuid};
 use export::ExportStream;
 use feedback::by_entry;
 use page_token::{decode_page_token, encode_page_token};
@@ -124,84 +124,6 @@ impl AiContextApi {
         Ok(proto::LogAiContextStreamResponse {
             stored,
             duplicates: (received as u64).saturating_sub(stored),
-        })
-    }
-
-    async fn search_ai_context(
-        &self,
-        req: Request<proto::SearchAiContextRequest>,
-    ) -> ApiResult<proto::SearchAiContextResponse> {
-        let p = principal(&req)?;
-        let r = req.get_ref();
-        let org = parse_uuid("organization_id", &r.organization_id)?;
-        let query_text = if r.query_text.is_empty() {
-            self.state.check_vector("vector", &r.vector)?;
-            None
-        } else if !r.vector.is_empty() {
-            return Err(ApiError::invalid("send vector or query_text, not both"));
-        } else {
-            Some(check_query("query_text", &r.query_text)?)
-        };
-        let threshold = threshold(r.similarity_threshold)?;
-        let limit = limit("max_results", r.max_results, 10)?;
-        let user_id = optional_uuid("user_id", &r.user_id)?;
-        let mut model = if r.model.is_empty() {
-            None
-        } else {
-            Some(required_text("model", &r.model, MAX_MODEL)?)
-        };
-        if query_text.is_some() {
-            let text_model = text_model(&self.state, "query_text")?;
-            if model.is_some_and(|m| m != text_model) {
-                return Err(ApiError::invalid(format!(
-                    "model {:?} is not the text model ({text_model:?}) that embeds query_text; \
-                     leave model empty",
-                    r.model
-                )));
-            }
-            model = Some(text_model);
-        }
-        self.state
-            .check_batch("source_types", r.source_types.len())?;
-        for (i, s) in r.source_types.iter().enumerate() {
-            required_text(&format!("source_types[{i}]"), s, MAX_SOURCE_TYPE)?;
-        }
-        self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let embedded = match query_text {
-            Some(text) => embed_query(&self.state, "query_text", text).await?,
-            None => Vec::new(),
-        };
-        let vector = if query_text.is_some() {
-            &embedded
-        } else {
-            &r.vector
-        };
-        let mut db = self.state.db(&req).await?;
-        let rows = store::search(
-            db.conn(),
-            &store::Search {
-                organization_id: org,
-                vector,
-                model,
-                threshold,
-                limit,
-                user_id,
-                source_types: &r.source_types,
-            },
-        )
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "vector has {} dimensions, which have no index",
-                vector.len()
-            ))
-        })?;
-        db.finish().await?;
-        Ok(proto::SearchAiContextResponse {
-            entries: rows
-                .into_iter()
-                .map(|r| entry(r.entry, r.similarity as f32, Vec::new()))
-                .collect(),
         })
     }
 

@@ -6,7 +6,7 @@ pub mod export;
 pub mod feedback;
 mod read;
 
-pub use read::{list, search, Cursor, ListFilter, Search};
+pub use read::{by_ids, list, search, Cursor, ListFilter, Search};
 
 use std::collections::HashSet;
 

@@ -20,6 +20,13 @@ pub struct Search<'a> {
     pub user_id: Option<Uuid>,
     /// Empty: every source type.
     pub source_types: &'a [String],
+    pub session_id: Option<&'a str>,
+    /// Inclusive.
+    pub occurred_after: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub occurred_before: Option<DateTime<Utc>>,
+    /// Leaves out entries whose feedback sums below 0 (mean below 0).
+    pub without_negative_feedback: bool,
 }
 
 /// Entries whose embedding is nearest to the vector, most similar first.
@@ -67,6 +74,12 @@ pub async fn search<'c>(
                {model_filter}
                AND ($5::uuid IS NULL OR a.user_id = $5)
                AND (cardinality($6::text[]) = 0 OR a.source_type = ANY ($6))
+               AND ($9::text IS NULL OR a.session_id = $9)
+               AND ($10::timestamptz IS NULL OR a.occurred_at >= $10)
+               AND ($11::timestamptz IS NULL OR a.occurred_at < $11)
+               AND (NOT $12 OR coalesce((
+                       SELECT sum(f.value) FROM ai_context_feedback f
+                       WHERE f.organization_id = a.organization_id AND f.entry_id = a.id), 0) >= 0)
              ORDER BY {expr} <=> $1::{cast}
              LIMIT $7
          ) s
@@ -82,6 +95,10 @@ pub async fn search<'c>(
         .bind(q.source_types)
         .bind(q.limit)
         .bind(q.threshold)
+        .bind(q.session_id)
+        .bind(q.occurred_after)
+        .bind(q.occurred_before)
+        .bind(q.without_negative_feedback)
         .execute(&mut *tx)
         .await?;
     let rows =
@@ -99,6 +116,22 @@ pub async fn search<'c>(
             .filter(|r| seen.insert(r.entry.id))
             .collect(),
     ))
+}
+
+/// The entries of an organization with these ids (in no order; ids of no
+/// entry of it are left out).
+pub async fn by_ids<'e>(
+    db: impl PgExecutor<'e>,
+    org: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<Entry>> {
+    sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM ai_context_logs WHERE organization_id = $1 AND id = ANY ($2)"
+    ))
+    .bind(org)
+    .bind(ids)
+    .fetch_all(db)
+    .await
 }
 
 /// Where a page starts: after this (occurred_at, id) in the list's order.
