@@ -84,7 +84,7 @@ async fn open_transactions(server: &TestServer) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
          WHERE datname = current_database() AND pid <> pg_backend_pid()
-           AND state LIKE 'idle in transaction%'",
+           AND backend_type = 'client backend' AND xact_start IS NOT NULL",
     )
     .fetch_one(&server.db.pool)
     .await
