@@ -18,6 +18,7 @@ pub const SECRET: &str = "benchmark-secret-of-at-least-thirty-two-bytes";
 /// How the service is configured for the run.
 pub struct Settings {
     pub database_url: String,
+    /// Empty: no text model (the other text-model settings are unused).
     pub embedding_url: String,
     pub model: String,
     pub dimensions: u32,
@@ -54,18 +55,23 @@ impl Service {
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let spawned = Instant::now();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_affinity"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_affinity"));
+        command
             .arg("serve")
             .env("DATABASE_URL", &s.database_url)
             .env("AFFINITY_JWT_SECRET", SECRET)
             .env("AFFINITY_LISTEN_ADDR", grpc.to_string())
-            .env("AFFINITY_METRICS_ADDR", metrics_addr.to_string())
-            .env("AFFINITY_EMBEDDING_URL", &s.embedding_url)
-            .env("AFFINITY_EMBEDDING_MODEL", &s.model)
-            .env("AFFINITY_EMBEDDING_DIMENSIONS", s.dimensions.to_string())
-            .env("AFFINITY_EMBEDDING_BATCH", s.batch.to_string())
-            .env("AFFINITY_EMBEDDING_INPUT_TYPE", "field")
-            .env("AFFINITY_VECTORIZER_WORKERS", s.workers.to_string())
+            .env("AFFINITY_METRICS_ADDR", metrics_addr.to_string());
+        if !s.embedding_url.is_empty() {
+            command
+                .env("AFFINITY_EMBEDDING_URL", &s.embedding_url)
+                .env("AFFINITY_EMBEDDING_MODEL", &s.model)
+                .env("AFFINITY_EMBEDDING_DIMENSIONS", s.dimensions.to_string())
+                .env("AFFINITY_EMBEDDING_BATCH", s.batch.to_string())
+                .env("AFFINITY_EMBEDDING_INPUT_TYPE", "field")
+                .env("AFFINITY_VECTORIZER_WORKERS", s.workers.to_string());
+        }
+        let child = command
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true)

@@ -17,6 +17,7 @@ use sqlx::query::Query;
 use sqlx::{FromRow, PgConnection, Postgres};
 use uuid::Uuid;
 
+use super::ai_context::feedback::not_negative;
 use super::similarity::{self, Hit, VectorQuery};
 
 /// SearchFilter, checked: what an item's text row must carry. Empty lists
@@ -66,13 +67,10 @@ impl ItemFilter {
             *n += 1;
         }
         if self.without_negative_feedback {
-            // The entry key of feedback holds the organization: an index
-            // lookup per candidate.
-            out.push_str(
-                " AND (t.entity_type <> 'ai_context' OR coalesce((
-                     SELECT sum(f.value) FROM ai_context_feedback f
-                     WHERE f.organization_id = t.organization_id AND f.entry_id = t.entity_id), 0) >= 0)",
-            );
+            out.push_str(&format!(
+                " AND (t.entity_type <> 'ai_context' OR {})",
+                not_negative("t.organization_id", "t.entity_id")
+            ));
         }
         out
     }

@@ -26,12 +26,22 @@ pub struct ServiceProcess {
     _log_dir: tempfile::TempDir,
 }
 
-/// A port free right now (the kernel's choice for port 0, released).
+/// A port free right now (the kernel's choice for port 0, released), never
+/// one this test process was given before: the kernel may offer a released
+/// port again at once, and replicas started together would share it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding 127.0.0.1:0")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl ServiceProcess {

@@ -1,6 +1,7 @@
 //! One entry: a log message checked into an entry to store, and a stored
 //! entry as the API answers it.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::super::metadata::{json_to_struct, metadata_json};
@@ -145,4 +146,27 @@ pub(super) fn optional_uuid(field: &str, value: &str) -> ApiResult<Option<Uuid>>
     } else {
         parse_uuid(field, value).map(Some)
     }
+}
+
+/// A time range's optional ends: (inclusive start, exclusive end).
+pub(super) type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// An optional time range, `occurred_after` (inclusive) to
+/// `occurred_before` (exclusive), checked: a start after its end is refused.
+pub(super) fn occurred_range(
+    after: Option<&prost_types::Timestamp>,
+    before: Option<&prost_types::Timestamp>,
+) -> ApiResult<Range> {
+    let after = after.map(|t| timestamp("occurred_after", t)).transpose()?;
+    let before = before
+        .map(|t| timestamp("occurred_before", t))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (after, before) {
+        if a > b {
+            return Err(ApiError::invalid(
+                "occurred_after is after occurred_before; swap them",
+            ));
+        }
+    }
+    Ok((after, before))
 }

@@ -9,8 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
-use super::super::{deadline, parse_uuid, principal, timestamp, CallDb};
-use super::entry::{entry, optional_session, optional_uuid};
+use super::super::{deadline, parse_uuid, principal, CallDb};
+use super::entry::{entry, occurred_range, optional_session, optional_uuid};
 use super::feedback::by_entry;
 use super::AiContextApi;
 use crate::error::{ApiError, ApiResult};
@@ -37,27 +37,14 @@ impl AiContextApi {
         let deadline = deadline(&req);
         let r = req.get_ref();
         let org = parse_uuid("organization_id", &r.organization_id)?;
+        let (occurred_after, occurred_before) =
+            occurred_range(r.occurred_after.as_ref(), r.occurred_before.as_ref())?;
         let filter = ExportFilter {
             user_id: optional_uuid("user_id", &r.user_id)?,
             session_id: optional_session("session_id", r.session_id.clone())?,
-            occurred_after: r
-                .occurred_after
-                .as_ref()
-                .map(|t| timestamp("occurred_after", t))
-                .transpose()?,
-            occurred_before: r
-                .occurred_before
-                .as_ref()
-                .map(|t| timestamp("occurred_before", t))
-                .transpose()?,
+            occurred_after,
+            occurred_before,
         };
-        if let (Some(a), Some(b)) = (filter.occurred_after, filter.occurred_before) {
-            if a > b {
-                return Err(ApiError::invalid(
-                    "occurred_after is after occurred_before; swap them",
-                ));
-            }
-        }
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         // Opened before the reply, so that a database that is down answers
         // UNAVAILABLE as the call's status, not as a broken stream.

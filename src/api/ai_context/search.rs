@@ -10,8 +10,10 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::super::query_text::{check_query, embed_query, text_model};
-use super::super::{limit, parse_uuid, principal, required_text, threshold, timestamp};
-use super::entry::{entry, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE};
+use super::super::{limit, parse_uuid, principal, required_text, threshold};
+use super::entry::{
+    entry, occurred_range, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE,
+};
 use super::AiContextApi;
 use crate::error::{ApiError, ApiResult};
 use crate::proto;
@@ -36,25 +38,16 @@ struct Filters {
 }
 
 fn filters(r: &proto::SearchAiContextRequest) -> ApiResult<Filters> {
-    let time = |field: &str, t: &Option<prost_types::Timestamp>| {
-        t.as_ref().map(|t| timestamp(field, t)).transpose()
-    };
-    let f = Filters {
+    let (occurred_after, occurred_before) =
+        occurred_range(r.occurred_after.as_ref(), r.occurred_before.as_ref())?;
+    Ok(Filters {
         threshold: threshold(r.similarity_threshold)?,
         limit: limit("max_results", r.max_results, 10)?,
         user_id: optional_uuid("user_id", &r.user_id)?,
         session_id: optional_session("session_id", r.session_id.clone())?,
-        occurred_after: time("occurred_after", &r.occurred_after)?,
-        occurred_before: time("occurred_before", &r.occurred_before)?,
-    };
-    if let (Some(a), Some(b)) = (f.occurred_after, f.occurred_before) {
-        if a > b {
-            return Err(ApiError::invalid(
-                "occurred_after is after occurred_before; swap them",
-            ));
-        }
-    }
-    Ok(f)
+        occurred_after,
+        occurred_before,
+    })
 }
 
 impl AiContextApi {

@@ -34,6 +34,17 @@ pub struct Feedback {
 /// organization (the key holds both, so no organization reaches another's).
 pub const ENTRY_KEY: &str = "ai_context_feedback_organization_id_entry_id_fkey";
 
+/// SQL true when the entry (`org`, `id`: column expressions of the
+/// enclosing query) has no feedback or its values sum to 0 or more (a mean
+/// not below 0). The entry key of feedback holds the organization: one
+/// index lookup per entry.
+pub fn not_negative(org: &str, id: &str) -> String {
+    format!(
+        "coalesce((SELECT sum(f.value) FROM ai_context_feedback f
+                   WHERE f.organization_id = {org} AND f.entry_id = {id}), 0) >= 0"
+    )
+}
+
 /// Stores the feedback, committed on return; true when its feedback_id was
 /// taken in the organization already (a retry: nothing new is stored,
 /// whatever the retry says). An entry not in the organization fails on

@@ -7,6 +7,7 @@ use pgvector::Vector;
 use sqlx::{Acquire, FromRow, PgExecutor, Postgres};
 use uuid::Uuid;
 
+use super::feedback::not_negative;
 use super::{Entry, ScoredEntry, ENTRY_COLUMNS, SEARCHABLE_TYPES};
 
 /// What a search looks for.
@@ -62,6 +63,7 @@ pub async fn search<'c>(
     };
     // The dimension is a literal: the partial HNSW index's predicate
     // (`WHERE dimension = 384`) must be provable from the query, generic plans too.
+    let not_negative = not_negative("a.organization_id", "a.id");
     let sql = format!(
         "DECLARE nearest_entries NO SCROLL CURSOR FOR
          SELECT * FROM (
@@ -77,9 +79,7 @@ pub async fn search<'c>(
                AND ($9::text IS NULL OR a.session_id = $9)
                AND ($10::timestamptz IS NULL OR a.occurred_at >= $10)
                AND ($11::timestamptz IS NULL OR a.occurred_at < $11)
-               AND (NOT $12 OR coalesce((
-                       SELECT sum(f.value) FROM ai_context_feedback f
-                       WHERE f.organization_id = a.organization_id AND f.entry_id = a.id), 0) >= 0)
+               AND (NOT $12 OR {not_negative})
              ORDER BY {expr} <=> $1::{cast}
              LIMIT $7
          ) s
