@@ -28,7 +28,8 @@
 //! 4. **Feedback**: RecordAiFeedback, `--concurrency` callers for
 //!    `--feedback-secs` (a new feedback_id each, on the session's turns);
 //!    records/s (target 10,000), latencies, and the CPU seconds of the
-//!    service and of PostgreSQL per 1,000 records (what bounds it).
+//!    service and of PostgreSQL per 1,000 records; then the same INSERT
+//!    from as many connections without the service (what bounds it).
 
 #[path = "agent/phases.rs"]
 mod phases;
@@ -182,6 +183,12 @@ async fn main() -> Result<()> {
         postmaster,
     )
     .await?;
+    eprintln!(
+        "feedback: the same INSERT from {} connections",
+        args.concurrency
+    );
+    let feedback_sql =
+        phases::feedback_sql(&url, org, &turn_ids, args.concurrency, args.feedback_secs).await?;
     svc.stop().await?;
     cluster.stop()?;
 
@@ -194,6 +201,7 @@ async fn main() -> Result<()> {
         exports: &exports,
         slow: &slow,
         feedback: &feedback,
+        feedback_sql,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     });
     match &args.out {

@@ -306,3 +306,48 @@ pub async fn feedback(
         postgres_cpu: after.1 - before.1,
     })
 }
+
+/// The service's INSERT alone (`store::ai_context::feedback::record`, the
+/// statement RecordAiFeedback runs) from `concurrency` connections for
+/// `secs`: records/s of the database by itself.
+pub async fn feedback_sql(
+    url: &str,
+    org: Uuid,
+    turns: &[Uuid],
+    concurrency: usize,
+    secs: u64,
+) -> Result<f64> {
+    use affinity::store::ai_context::feedback::{record, NewFeedback};
+    let pool = crate::setup::connect(url, concurrency as u32).await?;
+    let at = Instant::now();
+    let until = at + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (pool, turns) = (pool.clone(), turns.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0_u64;
+            while Instant::now() < until {
+                let f = NewFeedback {
+                    organization_id: org,
+                    entry_id: turns[(worker + stored as usize * concurrency) % turns.len()],
+                    feedback_id: Uuid::new_v4(),
+                    name: "helpful".into(),
+                    value: 1.0,
+                    comment: None,
+                    user_id: None,
+                    created_at: None,
+                };
+                record(&pool, &f).await?;
+                stored += 1;
+            }
+            anyhow::Ok(stored)
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await??;
+    }
+    let rate = stored as f64 / at.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
+}

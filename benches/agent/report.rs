@@ -19,6 +19,8 @@ pub struct Report<'a> {
     pub exports: &'a [(Export, Export, bool)],
     pub slow: &'a Export,
     pub feedback: &'a Feedback,
+    /// Records/s of the same INSERT from as many connections, no service.
+    pub feedback_sql: f64,
     pub minutes: f64,
 }
 
@@ -178,6 +180,14 @@ pub fn render(r: &Report) -> String {
         per_k(f.postgres_cpu),
         100.0 * (f.service_cpu + f.postgres_cpu) / f.secs / crate::procfs::host().0 as f64,
         crate::procfs::host().0
+    );
+    let _ = writeln!(
+        w,
+        "The same INSERT (the store's `record`) from {} connections without the \
+         service, right after: **{:.0} records/s**; the service reached {:.0}% of it.\n",
+        a.concurrency,
+        r.feedback_sql,
+        100.0 * rate / r.feedback_sql
     );
     s
 }
