@@ -164,6 +164,13 @@ async fn an_export_streams_every_matching_entry_oldest_first_within_its_filters(
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
+/// Entries of about 2 KB each: many more than the export's batch, channel
+/// and the connection's flow-control windows hold, so that an export of
+/// them waits for its client.
+const MANY: i64 = 6_000;
+/// Where the entries logged during an export begin, after the first ones.
+const LATER: i64 = MANY + 2_000;
+
 /// Entries large enough that a few thousand fill every buffer between the
 /// export's task and a client that does not read.
 async fn many_entries(
@@ -182,7 +189,7 @@ async fn many_entries(
 async fn an_export_is_one_snapshot_whatever_is_logged_or_scored_while_it_runs() {
     let server = TestServer::start().await;
     let t = server.new_tenant().await;
-    many_entries(&server, t.org, t.user, 3_000).await;
+    many_entries(&server, t.org, t.user, MANY).await;
     let mut stream = server
         .ai_context()
         .export_ai_context(authed(export_req(t.org), &t.token))
@@ -198,14 +205,14 @@ async fn an_export_is_one_snapshot_whatever_is_logged_or_scored_while_it_runs() 
     })
     .await;
     let later: Vec<_> = (0..100)
-        .map(|i| entry(t.org, t.user, "long", 5_000 + i, "later"))
+        .map(|i| entry(t.org, t.user, "long", LATER + i, "later"))
         .collect();
     log_all(&server, later).await;
     // Feedback on the last entry, which the export has not read yet.
     let last: Uuid = sqlx::query_scalar(
         "SELECT id FROM ai_context_logs WHERE occurred_at < $1 ORDER BY occurred_at DESC LIMIT 1",
     )
-    .bind(chrono::DateTime::from_timestamp(T0 + 5_000, 0))
+    .bind(chrono::DateTime::from_timestamp(T0 + LATER, 0))
     .fetch_one(&server.db.pool)
     .await
     .unwrap();
@@ -228,14 +235,15 @@ async fn an_export_is_one_snapshot_whatever_is_logged_or_scored_while_it_runs() 
     while let Some(e) = stream.message().await.unwrap() {
         got.push(e);
     }
-    assert_eq!(got.len(), 3_000);
-    assert_eq!(seconds(&got), (0..3_000).collect::<Vec<_>>());
+    assert_eq!(got.len() as i64, MANY);
+    assert_eq!(seconds(&got), (0..MANY).collect::<Vec<_>>());
     assert!(got.iter().all(|e| e.feedback.is_empty()));
     // The next export sees both.
     let again = export(&server, &t.token, export_req(t.org)).await.unwrap();
-    assert_eq!(again.len(), 3_100);
-    assert_eq!(again[2_999].id, last.to_string());
-    assert_eq!(again[2_999].feedback.len(), 1);
+    assert_eq!(again.len() as i64, MANY + 100);
+    let last_read = (MANY - 1) as usize;
+    assert_eq!(again[last_read].id, last.to_string());
+    assert_eq!(again[last_read].feedback.len(), 1);
     assert_eq!(open_transactions(&server).await, 0);
 }
 
@@ -243,7 +251,7 @@ async fn an_export_is_one_snapshot_whatever_is_logged_or_scored_while_it_runs() 
 async fn a_cancelled_export_frees_its_transaction_at_once() {
     let server = TestServer::start().await;
     let t = server.new_tenant().await;
-    many_entries(&server, t.org, t.user, 3_000).await;
+    many_entries(&server, t.org, t.user, MANY).await;
     let mut stream = server
         .ai_context()
         .export_ai_context(authed(export_req(t.org), &t.token))
@@ -268,7 +276,7 @@ async fn a_cancelled_export_frees_its_transaction_at_once() {
 async fn an_export_past_its_deadline_frees_its_transaction_and_ends_with_deadline_exceeded() {
     let server = TestServer::start().await;
     let t = server.new_tenant().await;
-    many_entries(&server, t.org, t.user, 3_000).await;
+    many_entries(&server, t.org, t.user, MANY).await;
     let mut req = authed(export_req(t.org), &t.token);
     req.set_timeout(Duration::from_millis(1_500));
     let mut stream = server
@@ -294,5 +302,5 @@ async fn an_export_past_its_deadline_frees_its_transaction_and_ends_with_deadlin
         }
     };
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(received < 3_000);
+    assert!(received < MANY);
 }

@@ -23,8 +23,9 @@ use crate::transport::deadline::Deadline;
 /// Entries per FETCH: large enough to amortize the round trip, small
 /// enough that a batch of large entries stays a few megabytes.
 const BATCH: u32 = 256;
-/// Entries sent and not yet taken by the client's stream.
-const CHANNEL: usize = 64;
+/// Entries sent and not yet taken by the client's stream: two batches, so
+/// that the next batch is fetched while the client takes the last one.
+const CHANNEL: usize = 512;
 
 pub type ExportStream = ReceiverStream<Result<proto::AiContextEntry, Status>>;
 
