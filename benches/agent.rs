@@ -140,11 +140,13 @@ async fn main() -> Result<()> {
     let turn_ids = fill(&pool, org, args.entries, args.turns).await?;
     let load_secs = load_started.elapsed().as_secs_f64();
 
+    let postmaster = procfs::postmaster_pid(&dir.join("pg")).context("postmaster.pid")?;
     let client = phases::Client {
         channel: channel.clone(),
         token: affinity::auth::mint(secret, owner, "service_role", 24 * 3600)?,
         org,
         pid: svc.pid,
+        postmaster,
     };
     eprintln!("session pages: {} rounds", args.page_rounds);
     let pages = phases::pages(&client, args.page_size, args.page_rounds, &turn_ids).await?;
@@ -158,7 +160,7 @@ async fn main() -> Result<()> {
             if (side == 0) == service_first {
                 pair.0 = Some(phases::export(&client).await?);
             } else {
-                pair.1 = Some(phases::copy(&url, org).await?);
+                pair.1 = Some(phases::copy(&client, &url).await?);
             }
         }
         if let (Some(e), Some(c)) = pair {
@@ -174,15 +176,8 @@ async fn main() -> Result<()> {
         "feedback: {} callers for {} s",
         args.concurrency, args.feedback_secs
     );
-    let postmaster = procfs::postmaster_pid(&dir.join("pg")).context("postmaster.pid")?;
-    let feedback = phases::feedback(
-        &client,
-        &turn_ids,
-        args.concurrency,
-        args.feedback_secs,
-        postmaster,
-    )
-    .await?;
+    let feedback =
+        phases::feedback(&client, &turn_ids, args.concurrency, args.feedback_secs).await?;
     eprintln!(
         "feedback: the same INSERT from {} connections",
         args.concurrency

@@ -22,6 +22,8 @@ pub struct Client {
     pub org: Uuid,
     /// The service's pid (its memory and CPU).
     pub pid: u32,
+    /// PostgreSQL's postmaster (its CPU, children included).
+    pub postmaster: u32,
 }
 
 impl Client {
@@ -103,6 +105,21 @@ pub struct Export {
     pub secs: f64,
     /// The service's VmRSS during it.
     pub rss: RssTrace,
+    /// CPU seconds over it: (service, this client, PostgreSQL).
+    pub cpu: (f64, f64, f64),
+}
+
+/// CPU seconds so far of (service, this process, PostgreSQL).
+fn cpu(service: u32, postmaster: u32) -> (f64, f64, f64) {
+    (
+        procfs::cpu_secs(service).unwrap_or(0.0),
+        procfs::cpu_secs(std::process::id()).unwrap_or(0.0),
+        procfs::postgres_cpu_secs(postmaster).unwrap_or(0.0),
+    )
+}
+
+fn minus(a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
+    (a.0 - b.0, a.1 - b.1, a.2 - b.2)
 }
 
 impl Export {
@@ -149,6 +166,7 @@ fn export_request(c: &Client) -> proto::ExportAiContextRequest {
 /// The whole organization, read as fast as the client can.
 pub async fn export(c: &Client) -> Result<Export> {
     let sampler = Sampler::start(c.pid);
+    let before = cpu(c.pid, c.postmaster);
     let at = Instant::now();
     let mut stream = c
         .stub()
@@ -163,14 +181,17 @@ pub async fn export(c: &Client) -> Result<Export> {
     Ok(Export {
         entries,
         secs,
+        cpu: minus(cpu(c.pid, c.postmaster), before),
         rss: sampler.finish().await?,
     })
 }
 
 /// `COPY` of the export's query (its columns, filter and order) through
 /// one connection of the same database; rows counted by their newlines.
-pub async fn copy(url: &str, org: Uuid) -> Result<Export> {
+pub async fn copy(c: &Client, url: &str) -> Result<Export> {
+    let org = c.org;
     let mut conn = sqlx::PgConnection::connect(url).await?;
+    let before = cpu(c.pid, c.postmaster);
     let at = Instant::now();
     let sql = format!(
         "COPY (SELECT id, organization_id, user_id, source_type, context_summary, ai_response,
@@ -186,11 +207,13 @@ pub async fn copy(url: &str, org: Uuid) -> Result<Export> {
         }
     }
     let secs = at.elapsed().as_secs_f64();
+    let used = minus(cpu(c.pid, c.postmaster), before);
     conn.close().await?;
     Ok(Export {
         entries: rows,
         secs,
         rss: RssTrace::default(),
+        cpu: used,
     })
 }
 
@@ -216,6 +239,7 @@ pub async fn slow_export(c: &Client, rate: u64, secs: u64) -> Result<Export> {
         entries,
         secs,
         rss: sampler.finish().await?,
+        cpu: (0.0, 0.0, 0.0),
     })
 }
 
@@ -236,13 +260,10 @@ pub async fn feedback(
     turns: &[Uuid],
     concurrency: usize,
     secs: u64,
-    postmaster: u32,
 ) -> Result<Feedback> {
     let cpu = || {
-        (
-            procfs::cpu_secs(c.pid).unwrap_or(0.0),
-            procfs::postgres_cpu_secs(postmaster).unwrap_or(0.0),
-        )
+        let (service, _, postgres) = cpu(c.pid, c.postmaster);
+        (service, postgres)
     };
     let before = cpu();
     let at = Instant::now();

@@ -91,14 +91,14 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         w,
-        "| round | first | export entries | export entries/s | COPY rows | COPY rows/s | ratio | service peak RSS |"
+        "| round | first | export entries | export entries/s | COPY rows | COPY rows/s | ratio | service peak RSS | export CPU s (service / client / PostgreSQL) | COPY CPU s (client / PostgreSQL) |"
     );
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
     let (mut e_all, mut e_secs, mut c_all, mut c_secs, mut peak) = (0, 0.0, 0, 0.0, 0);
     for (i, (e, c, service_first)) in r.exports.iter().enumerate() {
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.0} MB |",
+            "| {} | {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.0} MB | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} |",
             i + 1,
             if *service_first { "export" } else { "COPY" },
             e.entries,
@@ -106,7 +106,12 @@ pub fn render(r: &Report) -> String {
             c.entries,
             c.rate(),
             e.rate() / c.rate(),
-            mb(e.rss.max())
+            mb(e.rss.max()),
+            e.cpu.0,
+            e.cpu.1,
+            e.cpu.2,
+            c.cpu.1,
+            c.cpu.2
         );
         (e_all, e_secs) = (e_all + e.entries, e_secs + e.secs);
         (c_all, c_secs) = (c_all + c.entries, c_secs + c.secs);

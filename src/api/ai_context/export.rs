@@ -4,8 +4,11 @@
 //! task (and the memory) at one batch plus the channel; a client that goes
 //! away ends the task at its next send, and its transaction with it.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Status};
 use uuid::Uuid;
 
@@ -23,11 +26,34 @@ use crate::transport::deadline::Deadline;
 /// Entries per FETCH: large enough to amortize the round trip, small
 /// enough that a batch of large entries stays a few megabytes.
 const BATCH: u32 = 256;
-/// Entries sent and not yet taken by the client's stream: two batches, so
-/// that the next batch is fetched while the client takes the last one.
-const CHANNEL: usize = 512;
+/// Batches sent and not yet taken by the client's stream: the next batch is
+/// fetched while the client takes the last one. Whole batches cross the
+/// channel, not entries: one wake-up per batch.
+const CHANNEL: usize = 2;
 
-pub type ExportStream = ReceiverStream<Result<proto::AiContextEntry, Status>>;
+/// The client's side of the channel, entry by entry.
+pub struct ExportStream {
+    rx: mpsc::Receiver<Result<Vec<proto::AiContextEntry>, Status>>,
+    batch: std::vec::IntoIter<proto::AiContextEntry>,
+}
+
+impl Stream for ExportStream {
+    type Item = Result<proto::AiContextEntry, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(e) = self.batch.next() {
+                return Poll::Ready(Some(Ok(e)));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(batch))) => self.batch = batch.into_iter(),
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
 
 impl AiContextApi {
     pub(super) async fn export_ai_context(
@@ -53,11 +79,14 @@ impl AiContextApi {
         export::open(db.conn(), org, &filter).await?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         tokio::spawn(pump(db, org, tx, deadline));
-        Ok(ReceiverStream::new(rx))
+        Ok(ExportStream {
+            rx,
+            batch: Vec::new().into_iter(),
+        })
     }
 }
 
-type Sender = mpsc::Sender<Result<proto::AiContextEntry, Status>>;
+type Sender = mpsc::Sender<Result<Vec<proto::AiContextEntry>, Status>>;
 
 /// Runs the export to its end, the client's leaving, or the deadline.
 async fn pump(mut db: CallDb, org: Uuid, tx: Sender, deadline: Option<Deadline>) {
@@ -94,11 +123,15 @@ async fn send_all(db: &mut CallDb, org: Uuid, tx: &Sender) -> ApiResult<bool> {
         }
         let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
         let mut feedback = by_entry(feedback::of_entries(db.conn(), org, &ids).await?);
-        for e in batch {
-            let f = feedback.remove(&e.id).unwrap_or_default();
-            if tx.send(Ok(entry(e, 0.0, f))).await.is_err() {
-                return Ok(false);
-            }
+        let entries = batch
+            .into_iter()
+            .map(|e| {
+                let f = feedback.remove(&e.id).unwrap_or_default();
+                entry(e, 0.0, f)
+            })
+            .collect();
+        if tx.send(Ok(entries)).await.is_err() {
+            return Ok(false);
         }
     }
 }
