@@ -4,6 +4,7 @@
 //! task (and the memory) at one batch plus the channel; a client that goes
 //! away ends the task at its next send, and its transaction with it.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,7 +20,7 @@ use super::AiContextApi;
 use crate::error::{ApiError, ApiResult};
 use crate::proto;
 use crate::store::ai_context::export::{self, ExportFilter};
-use crate::store::ai_context::feedback;
+use crate::store::ai_context::{self as store, feedback};
 use crate::store::organizations::OrgRole;
 use crate::transport::deadline::Deadline;
 
@@ -31,10 +32,16 @@ const BATCH: u32 = 256;
 /// channel, not entries: one wake-up per batch.
 const CHANNEL: usize = 2;
 
-/// The client's side of the channel, entry by entry.
+/// A batch as the database gave it: its entries and their feedback.
+type Batch = (Vec<store::Entry>, HashMap<Uuid, Vec<proto::AiFeedback>>);
+
+/// The client's side of the channel, entry by entry. Entries become
+/// messages here, in the response's task, so that the task on the database
+/// fetches the next batch meanwhile.
 pub struct ExportStream {
-    rx: mpsc::Receiver<Result<Vec<proto::AiContextEntry>, Status>>,
-    batch: std::vec::IntoIter<proto::AiContextEntry>,
+    rx: mpsc::Receiver<Result<Batch, Status>>,
+    batch: std::vec::IntoIter<store::Entry>,
+    feedback: HashMap<Uuid, Vec<proto::AiFeedback>>,
 }
 
 impl Stream for ExportStream {
@@ -43,10 +50,14 @@ impl Stream for ExportStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             if let Some(e) = self.batch.next() {
-                return Poll::Ready(Some(Ok(e)));
+                let f = self.feedback.remove(&e.id).unwrap_or_default();
+                return Poll::Ready(Some(Ok(entry(e, 0.0, f))));
             }
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(batch))) => self.batch = batch.into_iter(),
+                Poll::Ready(Some(Ok((batch, feedback)))) => {
+                    self.batch = batch.into_iter();
+                    self.feedback = feedback;
+                }
                 Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
@@ -82,11 +93,12 @@ impl AiContextApi {
         Ok(ExportStream {
             rx,
             batch: Vec::new().into_iter(),
+            feedback: HashMap::new(),
         })
     }
 }
 
-type Sender = mpsc::Sender<Result<Vec<proto::AiContextEntry>, Status>>;
+type Sender = mpsc::Sender<Result<Batch, Status>>;
 
 /// Runs the export to its end, the client's leaving, or the deadline.
 async fn pump(mut db: CallDb, org: Uuid, tx: Sender, deadline: Option<Deadline>) {
@@ -122,15 +134,8 @@ async fn send_all(db: &mut CallDb, org: Uuid, tx: &Sender) -> ApiResult<bool> {
             return Ok(true);
         }
         let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
-        let mut feedback = by_entry(feedback::of_entries(db.conn(), org, &ids).await?);
-        let entries = batch
-            .into_iter()
-            .map(|e| {
-                let f = feedback.remove(&e.id).unwrap_or_default();
-                entry(e, 0.0, f)
-            })
-            .collect();
-        if tx.send(Ok(entries)).await.is_err() {
+        let feedback = by_entry(feedback::of_entries(db.conn(), org, &ids).await?);
+        if tx.send(Ok((batch, feedback))).await.is_err() {
             return Ok(false);
         }
     }
