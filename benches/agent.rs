@@ -46,12 +46,12 @@ mod service;
 #[path = "backfill/setup.rs"]
 #[allow(dead_code)]
 mod setup;
+#[path = "common/world.rs"]
+mod world;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use affinity::proto;
 use anyhow::{Context, Result};
 use clap::Parser;
 use sqlx::PgPool;
@@ -134,7 +134,7 @@ async fn main() -> Result<()> {
     let owner = Uuid::new_v4();
     let secret = service::SECRET.as_bytes();
     let user_token = affinity::auth::mint(secret, owner, "authenticated", 24 * 3600)?;
-    let org = organization(&channel, &user_token, owner).await?;
+    let org = world::organization(&channel, &user_token, owner, "agent").await?;
     eprintln!("loading {} entries", args.entries);
     let load_started = Instant::now();
     let turn_ids = fill(&pool, org, args.entries, args.turns).await?;
@@ -199,37 +199,8 @@ async fn main() -> Result<()> {
         feedback_sql,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     });
-    match &args.out {
-        Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)?;
-            f.write_all(section.as_bytes())?;
-            eprintln!("appended to {}", path.display());
-        }
-        None => print!("{section}"),
-    }
+    world::emit(&section, args.out.as_deref())?;
     Ok(())
-}
-
-async fn organization(
-    channel: &tonic::transport::Channel,
-    token: &str,
-    owner: Uuid,
-) -> Result<Uuid> {
-    let mut req = tonic::Request::new(proto::CreateOrganizationRequest {
-        name: "agent".into(),
-        slug: format!("bench-agent-{}", &Uuid::new_v4().simple().to_string()[..8]),
-        owner_user_id: owner.to_string(),
-    });
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let org = proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
-        .create_organization(req)
-        .await?
-        .into_inner();
-    Ok(org.id.parse()?)
 }
 
 /// `entries` entries of 100 users in `org`, one a second back from now;

