@@ -167,7 +167,7 @@ async fn an_export_streams_every_matching_entry_oldest_first_within_its_filters(
 /// Entries of about 2 KB each: many more than the export's batch, channel
 /// and the connection's flow-control windows hold, so that an export of
 /// them waits for its client.
-const MANY: i64 = 6_000;
+const MANY: i64 = 12_000;
 /// Where the entries logged during an export begin, after the first ones.
 const LATER: i64 = MANY + 2_000;
 

@@ -24,9 +24,15 @@ use crate::store::ai_context::{self as store, feedback};
 use crate::store::organizations::OrgRole;
 use crate::transport::deadline::Deadline;
 
-/// Entries per FETCH: large enough to amortize the round trip, small
-/// enough that a batch of large entries stays a few megabytes.
-const BATCH: u32 = 256;
+/// Entries per FETCH at most: large enough to amortize the round trips
+/// (the FETCH and the batch's feedback).
+const BATCH: usize = 1024;
+/// Bytes of text a batch aims at: after each batch the next one is sized
+/// from the entries' mean size, so that large entries make small batches
+/// and memory stays near three batches of this size whatever the entries.
+const BATCH_BYTES: usize = 4 << 20;
+/// What an entry weighs beyond its texts (ids, time, metadata, message).
+const ENTRY_OVERHEAD: usize = 256;
 /// Batches sent and not yet taken by the client's stream: the next batch is
 /// fetched while the client takes the last one. Whole batches cross the
 /// channel, not entries: one wake-up per batch.
@@ -128,15 +134,29 @@ async fn pump(mut db: CallDb, org: Uuid, tx: Sender, deadline: Option<Deadline>)
 
 /// Sends every entry of the cursor; false when the client went away.
 async fn send_all(db: &mut CallDb, org: Uuid, tx: &Sender) -> ApiResult<bool> {
+    let mut size = BATCH;
     loop {
-        let batch = export::next(db.conn(), BATCH).await?;
+        let batch = export::next(db.conn(), size).await?;
         if batch.is_empty() {
             return Ok(true);
         }
+        size = next_size(&batch);
         let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
         let feedback = by_entry(feedback::of_entries(db.conn(), org, &ids).await?);
         if tx.send(Ok((batch, feedback))).await.is_err() {
             return Ok(false);
         }
     }
+}
+
+/// The next FETCH's size: [`BATCH_BYTES`] over this batch's mean entry,
+/// between 1 and [`BATCH`].
+fn next_size(batch: &[store::Entry]) -> usize {
+    let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    let bytes: usize = batch
+        .iter()
+        .map(|e| ENTRY_OVERHEAD + text(&e.context_summary) + text(&e.ai_response))
+        .sum();
+    let mean = bytes / batch.len().max(1);
+    (BATCH_BYTES / mean.max(1)).clamp(1, BATCH)
 }

@@ -65,7 +65,7 @@ pub async fn open(conn: &mut PgConnection, org: Uuid, f: &ExportFilter) -> sqlx:
 }
 
 /// The next `n` entries of the cursor [`open`] declared; empty at the end.
-pub async fn next(conn: &mut PgConnection, n: u32) -> sqlx::Result<Vec<Entry>> {
+pub async fn next(conn: &mut PgConnection, n: usize) -> sqlx::Result<Vec<Entry>> {
     sqlx::query(&format!("FETCH FORWARD {n} FROM {CURSOR}"))
         .fetch_all(conn)
         .await?
