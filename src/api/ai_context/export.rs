@@ -1,8 +1,8 @@
 //! ExportAiContext: every matching entry, oldest first, with its feedback,
 //! streamed from one snapshot. A task fetches a batch at a time from a
-//! cursor and hands entries to a bounded channel: a slow client holds the
-//! task (and the memory) at one batch plus the channel; a client that goes
-//! away ends the task at its next send, and its transaction with it.
+//! cursor and hands whole batches to a bounded channel: a slow client holds
+//! the task (and the memory) at one batch plus the channel's; a client that
+//! goes away ends the task at its next send, and its transaction with it.
 
 use std::collections::HashMap;
 use std::pin::Pin;
