@@ -34,6 +34,7 @@ install-deps: this script supports Debian 12 (bookworm) only.
 On another system, install these yourself, then rerun the tests:
   - PostgreSQL ${PG_MAJOR} server (initdb, pg_ctl, postgres on PATH or in /usr/lib/postgresql/${PG_MAJOR}/bin)
   - pgvector >= ${PGVECTOR_VERSION} built for PostgreSQL ${PG_MAJOR} (https://github.com/pgvector/pgvector)
+  - optional: the tdigest extension for PostgreSQL ${PG_MAJOR} (https://github.com/tvondra/tdigest)
   - a Rust toolchain (cargo) and cargo-nextest
 MSG
   exit 1
@@ -55,6 +56,8 @@ apt_install() {
 missing=()
 dpkg -s "postgresql-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}")
 dpkg -s "postgresql-server-dev-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-server-dev-${PG_MAJOR}")
+# t-digest: per-day percentile sketches (migration 13; without it percentiles are exact and slower).
+dpkg -s "postgresql-${PG_MAJOR}-tdigest" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}-tdigest")
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ "${#missing[@]}" -gt 0 ]; then

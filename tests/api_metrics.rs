@@ -63,6 +63,7 @@ fn agg_req(
         start: start.map(ts),
         end: end.map(ts),
         time_zone: time_zone.into(),
+        ..Default::default()
     }
 }
 

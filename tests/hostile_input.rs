@@ -600,6 +600,7 @@ fn call(s: &Seeded) -> BoxedStrategy<Call> {
                     start,
                     end,
                     time_zone,
+                    ..Default::default()
                 })
             },
         );

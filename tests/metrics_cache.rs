@@ -39,6 +39,7 @@ fn january(org: Uuid, entity: Uuid) -> proto::GetMetricsAggregatedRequest {
         start: Some(affinity::api::to_timestamp(at("2026-01-01T00:00:00Z"))),
         end: Some(affinity::api::to_timestamp(at("2026-02-01T00:00:00Z"))),
         time_zone: "UTC".into(),
+        ..Default::default()
     }
 }
 
@@ -316,4 +317,57 @@ async fn a_statement_touching_over_a_thousand_entities_announces_that_everything
         .await
         .unwrap();
     assert_eq!(next(&mut listener).await, "*", "2,002 entities at once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filled_answers_share_the_cached_one_and_percentiles_are_cached_per_list() {
+    let s = TestServer::start_with_metrics().await;
+    let m = s.metrics();
+    let t = s.new_tenant().await;
+    let p = Uuid::new_v4();
+    record(&m, &t.token, t.org, p, 3.0).await;
+    record(&m, &t.token, t.org, p, 5.0).await;
+    metrics_caught_up(&s.channel, &s.db.pool, t.org).await;
+    let ask = |fill_gaps: bool, percentiles: Vec<f64>| {
+        let m = m.clone();
+        let req = proto::GetMetricsAggregatedRequest {
+            fill_gaps,
+            percentiles,
+            ..january(t.org, p)
+        };
+        let token = t.token.clone();
+        async move {
+            m.clone()
+                .get_metrics_aggregated(authed(req, &token))
+                .await
+                .expect("aggregating")
+                .into_inner()
+                .buckets
+        }
+    };
+    let hits = || async { counter(&common::scrape(s.metrics_addr.unwrap()).await, "hit") };
+
+    let unfilled = ask(false, vec![]).await;
+    let before = hits().await;
+    // The filled answer is the cached one, filled.
+    let filled = ask(true, vec![]).await;
+    assert_eq!(filled.len(), 31);
+    assert_eq!(hits().await, before + 1.0);
+    assert_eq!(
+        filled
+            .into_iter()
+            .filter(|b| b.count > 0)
+            .collect::<Vec<_>>(),
+        unfilled
+    );
+    // Each list of percentiles is an answer of its own.
+    let median = ask(true, vec![0.5]).await;
+    assert_eq!(hits().await, before + 1.0);
+    let median_again = ask(true, vec![0.5]).await;
+    assert_eq!(hits().await, before + 2.0);
+    assert_eq!(median, median_again);
+    let top = ask(false, vec![1.0]).await;
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].percentile_values, vec![5.0]);
+    assert_eq!(median[14].percentile_values, vec![4.0]);
 }

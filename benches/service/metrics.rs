@@ -221,6 +221,7 @@ fn rpc_request(q: &Query) -> GetMetricsAggregatedRequest {
         start: Some(crate::timestamp(q.start)),
         end: Some(crate::timestamp(q.end)),
         time_zone: q.time_zone.into(),
+        ..Default::default()
     }
 }
 

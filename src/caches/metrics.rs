@@ -39,6 +39,8 @@ pub struct Key {
     pub time_zone: &'static str,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// The percentiles asked for, as bits (f64 is not `Eq`).
+    pub percentiles: Box<[u64]>,
 }
 
 #[derive(Clone)]
@@ -183,7 +185,12 @@ fn weight(k: &Key, e: &Entry) -> u32 {
         + k.entity_type.len()
         + k.metric_name.len()
         + std::mem::size_of::<Entry>()
+        + std::mem::size_of_val(&*k.percentiles)
         + std::mem::size_of_val(&*e.buckets)
+        + e.buckets
+            .iter()
+            .map(|b| std::mem::size_of_val(&*b.percentiles))
+            .sum::<usize>()
         + 64;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
@@ -204,6 +211,7 @@ mod tests {
             time_zone: "UTC",
             start: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             end: Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap(),
+            percentiles: Box::new([]),
         }
     }
 
@@ -216,6 +224,7 @@ mod tests {
             max: sum,
             count: 1,
             last: sum,
+            percentiles: Vec::new(),
         }])
     }
 

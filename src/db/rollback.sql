@@ -54,6 +54,7 @@ DROP VIEW IF EXISTS posts_unified, analytics_dashboard, top_performing_posts;
 -- Every table the phases created (partitions of time_series_metrics, and
 -- triggers and indexes, go with their tables).
 DROP TABLE IF EXISTS
+    metric_digests_daily,                                                      -- 13
     ai_context_feedback,                                                       -- 12
     embedding_queue, item_texts,                                               -- 09
     metric_batch_keys,                                                         -- 06
@@ -66,6 +67,10 @@ DROP TABLE IF EXISTS
 
 -- Every function the phases created.
 DROP FUNCTION IF EXISTS
+    metric_points_of_type, metric_totals_of_type, metric_latest_before, metric_percentiles,
+    metric_digest_compression, metric_digest_values, metric_digests_on_insert,
+    metric_digests_prepare_days, metric_digests_rebuild, metric_digests_on_delete,
+    metric_digests_on_update, metric_digests_on_truncate, metric_digests_on_new_zone, -- 13
     search_prepare, search_document, search_query, search_snippet, search_hashtags,
     item_texts_attributes, item_texts_touch,                                  -- 10
     item_texts_version, item_texts_enqueue, post_text, posts_content_text,
@@ -92,6 +97,16 @@ BEGIN
     IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'btree_gin'), 'pg_extension')
        = 'created by affinity migration 10 (Search)' THEN
         DROP EXTENSION btree_gin;
+    END IF;
+END;
+$$;
+
+-- tdigest, when migration 13 created it.
+DO $$
+BEGIN
+    IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'tdigest'), 'pg_extension')
+       = 'created by affinity migration 13 (Analytics)' THEN
+        DROP EXTENSION tdigest;
     END IF;
 END;
 $$;

@@ -48,6 +48,7 @@ pub async fn metrics_caught_up(channel: &Channel, pool: &PgPool, org: Uuid) {
                 nanos: 0,
             }),
             time_zone: "UTC".into(),
+            ..Default::default()
         };
         let mut metrics = proto::metrics_service_client::MetricsServiceClient::new(channel.clone());
         let answer = metrics.get_metrics_aggregated(authed(req, &service_token()));

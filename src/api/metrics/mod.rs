@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use tonic::Request;
 
 use super::{
-    entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState,
+    deadline, entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState,
     MAX_IDEMPOTENCY_KEY,
 };
 use crate::caches::metrics::{Key as CacheKey, Lookup};
@@ -15,6 +15,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, metrics_service_server::MetricsService, Granularity};
 use crate::store::metrics::{self as store, Aggregation, Bucket, NewPoint};
 use crate::store::organizations::OrgRole;
+
+mod fill;
+mod top;
 
 /// Longest metric name, in bytes.
 const MAX_METRIC_NAME: usize = 200;
@@ -74,16 +77,16 @@ fn granularity(value: i32) -> ApiResult<&'static str> {
     }
 }
 
-/// An IANA time zone name (empty: UTC), in the canonical spelling.
+/// An IANA time zone (empty: UTC); its name is the canonical spelling.
 ///
 /// Only names of the form Area/Location (plus UTC and GMT) are taken:
 /// PostgreSQL also accepts POSIX specs ("UTC+3", "<+03>-3", whose signs are
 /// inverted) and resolves abbreviations ("CET", "EST", "MET") before zone
 /// names, as fixed offsets without daylight saving, so bare legacy names
 /// would silently give buckets that do not follow the zone.
-fn time_zone(value: &str) -> ApiResult<&'static str> {
+fn time_zone(value: &str) -> ApiResult<chrono_tz::Tz> {
     if value.is_empty() {
-        return Ok("UTC");
+        return Ok(chrono_tz::UTC);
     }
     let bad = || {
         ApiError::invalid(format!(
@@ -94,7 +97,7 @@ fn time_zone(value: &str) -> ApiResult<&'static str> {
     let tz: chrono_tz::Tz = value.parse().map_err(|_| bad())?;
     let name = tz.name();
     if name.contains('/') || name == "UTC" || name == "GMT" {
-        Ok(name)
+        Ok(tz)
     } else {
         Err(bad())
     }
@@ -204,20 +207,22 @@ impl MetricsApi {
         let (entity_type, entity_id) = entity_ref("entity", r.entity.as_ref())?;
         let metric_name = required_text("metric_name", &r.metric_name, MAX_METRIC_NAME)?;
         let granularity = granularity(r.granularity)?;
-        let time_zone = time_zone(&r.time_zone)?;
-        let end = match &r.end {
-            Some(t) => timestamp("end", t)?,
-            None => Utc::now(),
-        };
-        let start = match &r.start {
-            Some(t) => timestamp("start", t)?,
-            None => end - Duration::days(DEFAULT_SPAN_DAYS),
-        };
-        if start > end {
-            return Err(ApiError::invalid(format!(
-                "start ({start}) is after end ({end})"
-            )));
-        }
+        let tz = time_zone(&r.time_zone)?;
+        let (start, end) = range(r.start.as_ref(), r.end.as_ref())?;
+        let percentiles = percentiles(&r.percentiles)?;
+        // Before any reading: a range too long to fill is refused whole.
+        let starts = r
+            .fill_gaps
+            .then(|| {
+                fill::bucket_starts(granularity, tz, start, end).map_err(|fill::TooMany| {
+                    ApiError::invalid(format!(
+                        "fill_gaps: the range from {start} to {end} has more than {} {granularity} \
+                         buckets; shorten it or choose a coarser granularity",
+                        fill::MAX_BUCKETS
+                    ))
+                })
+            })
+            .transpose()?;
         // An open-ended range (`end` unset: now) is asked once: not cached.
         let key = r.end.is_some().then(|| CacheKey {
             org,
@@ -225,9 +230,10 @@ impl MetricsApi {
             entity_type: entity_type.as_str().into(),
             metric_name: metric_name.into(),
             granularity,
-            time_zone,
+            time_zone: tz.name(),
             start,
             end,
+            percentiles: percentiles.iter().map(|p| p.to_bits()).collect(),
         });
         let cache = &self.state.metrics_cache;
         let lookup = match &key {
@@ -237,28 +243,45 @@ impl MetricsApi {
         let buckets = match lookup {
             Lookup::Hit(buckets) => buckets,
             Lookup::Miss(_) | Lookup::Bypass => {
-                let mut db = self.state.db(&req).await?;
-                let buckets: Arc<[Bucket]> = store::aggregated(
-                    db.conn(),
-                    &Aggregation {
-                        org,
-                        entity_type: &entity_type,
-                        entity_id,
-                        metric_name,
-                        granularity,
-                        start,
-                        end,
-                        time_zone,
-                    },
-                )
-                .await?
+                let q = Aggregation {
+                    org,
+                    entity_type: &entity_type,
+                    entity_id,
+                    metric_name,
+                    granularity,
+                    start,
+                    end,
+                    time_zone: tz.name(),
+                };
+                let buckets: Arc<[Bucket]> = if percentiles.is_empty() {
+                    let mut db = self.state.db(&req).await?;
+                    let buckets = store::aggregated(db.conn(), &q).await?;
+                    db.finish().await?;
+                    buckets
+                } else {
+                    // Two statements, one snapshot: the percentiles are of
+                    // the points the buckets count.
+                    let mut db = self.state.snapshot_db(deadline(&req)).await?;
+                    let mut buckets = store::aggregated(db.conn(), &q).await?;
+                    let values = store::percentiles::of(db.conn(), &q, &percentiles).await?;
+                    db.finish().await?;
+                    store::percentiles::attach(&mut buckets, values, percentiles.len());
+                    buckets
+                }
                 .into();
-                db.finish().await?;
                 if let (Lookup::Miss(stamp), Some(key)) = (lookup, key) {
                     cache.put(key, stamp, buckets.clone());
                 }
                 buckets
             }
+        };
+        let filled;
+        let buckets: &[Bucket] = match &starts {
+            Some(starts) => {
+                filled = fill::fill(&buckets, starts, percentiles.len());
+                &filled
+            }
+            None => &buckets,
         };
         let buckets = buckets
             .iter()
@@ -271,15 +294,59 @@ impl MetricsApi {
                 // count(*) is never negative.
                 count: u64::try_from(b.count).unwrap_or_default(),
                 last: b.last,
+                percentile_values: b.percentiles.clone(),
             })
             .collect();
         Ok(proto::GetMetricsAggregatedResponse { buckets })
     }
 }
 
+/// [start, end) from the request: `end` unset is now, `start` unset is
+/// [`DEFAULT_SPAN_DAYS`] before `end`.
+fn range(
+    start: Option<&prost_types::Timestamp>,
+    end: Option<&prost_types::Timestamp>,
+) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let end = match end {
+        Some(t) => timestamp("end", t)?,
+        None => Utc::now(),
+    };
+    let start = match start {
+        Some(t) => timestamp("start", t)?,
+        None => end - Duration::days(DEFAULT_SPAN_DAYS),
+    };
+    if start > end {
+        return Err(ApiError::invalid(format!(
+            "start ({start}) is after end ({end})"
+        )));
+    }
+    Ok((start, end))
+}
+
+/// Most percentiles one request may ask for.
+const MAX_PERCENTILES: usize = 8;
+
+fn percentiles(values: &[f64]) -> ApiResult<Vec<f64>> {
+    if values.len() > MAX_PERCENTILES {
+        return Err(ApiError::invalid(format!(
+            "percentiles has {} values; at most {MAX_PERCENTILES}",
+            values.len()
+        )));
+    }
+    for (i, &v) in values.iter().enumerate() {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(ApiError::invalid(format!(
+                "percentiles[{i}] is {v}; each must be in [0, 1] (0.95 for p95)"
+            )));
+        }
+    }
+    Ok(values.to_vec())
+}
+
 grpc_handlers! {
     MetricsService for MetricsApi {
         rpc record_metrics(proto::RecordMetricsRequest) -> proto::RecordMetricsResponse;
         rpc get_metrics_aggregated(proto::GetMetricsAggregatedRequest) -> proto::GetMetricsAggregatedResponse;
+        rpc get_top_entities(proto::GetTopEntitiesRequest) -> proto::GetTopEntitiesResponse;
     }
 }

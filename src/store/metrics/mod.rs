@@ -5,6 +5,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
+pub mod percentiles;
+pub mod top;
+
 /// One validated point; `recorded_at` None means the database's now().
 #[derive(Debug, Clone)]
 pub struct NewPoint {
@@ -150,6 +153,8 @@ pub struct Bucket {
     pub max: f64,
     pub count: i64,
     pub last: f64,
+    /// The request's percentiles, in its order (empty when none were asked).
+    pub percentiles: Vec<f64>,
 }
 
 impl Bucket {
@@ -165,6 +170,7 @@ impl Bucket {
             max: row.try_get(4)?,
             count: row.try_get(5)?,
             last: row.try_get(6)?,
+            percentiles: Vec::new(),
         })
     }
 }
