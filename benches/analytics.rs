@@ -263,7 +263,14 @@ async fn main() -> Result<()> {
             .await?;
 
     eprintln!("top 10 posts by SUM over 7 days");
-    let top = phases::top(&client, &data, 7).await?;
+    // As a dashboard asks at 23 minutes past the hour, and over whole UTC days.
+    let top = phases::top(&client, &data, data.end - chrono::Duration::minutes(23), 7).await?;
+    let midnight = data
+        .end
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let top_days = phases::top(&client, &data, midnight, 7).await?;
     let digest_bytes: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(pg_column_size(digest)), 0)::bigint FROM metric_digests_daily WHERE entity_id = $1",
     )
@@ -286,6 +293,7 @@ async fn main() -> Result<()> {
         busy_points,
         digest_bytes,
         top: &top,
+        top_days: &top_days,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     });
     world::emit(&section, args.out.as_deref())?;

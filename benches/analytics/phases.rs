@@ -277,9 +277,8 @@ pub const RAW_TOP_SQL: &str = "SELECT entity_id, sum(value) AS v FROM time_serie
        AND recorded_at >= $2 AND recorded_at < $3
      GROUP BY entity_id ORDER BY v DESC, entity_id LIMIT 10";
 
-pub async fn top(c: &Arc<Client>, d: &Arc<Data>, rounds: usize) -> Result<Top> {
-    // The last 7 days as a dashboard asks at 23 minutes past the hour.
-    let end = d.end - Duration::minutes(23);
+/// The 7 days before `end`.
+pub async fn top(c: &Arc<Client>, d: &Arc<Data>, end: DateTime<Utc>, rounds: usize) -> Result<Top> {
     let start = end - Duration::days(7);
     let ask = {
         let (c, d) = (c.clone(), d.clone());

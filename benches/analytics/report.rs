@@ -25,6 +25,8 @@ pub struct Report<'a> {
     pub busy_points: i64,
     pub digest_bytes: i64,
     pub top: &'a Top,
+    /// The same over 7 whole UTC days.
+    pub top_days: &'a Top,
     pub minutes: f64,
 }
 
@@ -177,6 +179,14 @@ pub fn render(r: &Report) -> String {
         "| top 10 posts by SUM, 7 days ending 23 minutes past the hour (never cached) | {} | GROUP BY over the points: {} | - |",
         lat(&r.top.rpc),
         lat(&r.top.raw)
+    );
+    let _ = writeln!(
+        w,
+        "| the same over 7 whole UTC days (daily rollups only; beside the target) | {} | GROUP BY over the points: {} ({:.1}x, same: {}) | - |",
+        lat(&r.top_days.rpc),
+        lat(&r.top_days.raw),
+        r.top_days.raw.p50 / r.top_days.rpc.p50,
+        r.top_days.equal.is_ok()
     );
     let _ = writeln!(
         w,

@@ -196,14 +196,15 @@ fn targets(r: &Report) -> Vec<Target> {
         sim.map(|s| &s.rows),
         0.85,
     ));
+    // Judged on fresh reads (every call reads the database); what a
+    // repeating dashboard gets from the cache is beside.
     let mut metrics_ratio = ratio_target(
-        "Metrics RPCs at concurrency 8: ≥ 0.85 of direct SQL throughput",
-        r.metrics.as_ref().map(|m| &m.rows),
+        "Metrics RPCs at concurrency 8, fresh reads (no-cache): ≥ 0.85 of direct SQL throughput",
+        r.metrics.as_ref().map(|m| &m.fresh_rows),
         0.85,
     );
-    // What the service adds when it must ask the database, beside it.
-    if let Some((x, s)) = r.metrics.as_ref().and_then(|m| min_ratio(&m.fresh_rows)) {
-        metrics_ratio.measured += &format!("; fresh reads (no-cache): lowest {x:.2} ({s})");
+    if let Some((x, s)) = r.metrics.as_ref().and_then(|m| min_ratio(&m.rows)) {
+        metrics_ratio.measured += &format!("; cached, as clients call: lowest {x:.2} ({s})");
     }
     t.push(metrics_ratio);
     let recall = sim.and_then(|s| {
@@ -248,18 +249,18 @@ fn targets(r: &Report) -> Vec<Target> {
             .iter()
             .filter(|x| x.scenario.starts_with("daily") || x.scenario.starts_with("monthly"))
             .map(|x| {
-                let speedup = ms(x.raw.p50) / ms(x.rpc.p50).max(1e-9);
+                let cached = ms(x.raw.p50) / ms(x.rpc.p50).max(1e-9);
                 let fresh = ms(x.raw.p50) / ms(x.fresh.p50).max(1e-9);
-                (speedup, fresh, x.scenario.clone())
+                (fresh, cached, x.scenario.clone())
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|worst| (worst, m.raw.iter().all(|x| x.equal.is_ok())))
     });
     t.push(Target {
-        name: "Metrics: daily/90 days and monthly/year ≥ 10x faster than raw aggregation, equal results",
-        measured: raw.as_ref().map_or("-".into(), |((x, fresh, s), eq)| {
+        name: "Metrics: daily/90 days and monthly/year, fresh reads, ≥ 10x faster than raw aggregation, equal results",
+        measured: raw.as_ref().map_or("-".into(), |((x, cached, s), eq)| {
             format!(
-                "lowest {x:.2}x ({s}; fresh reads {fresh:.2}x); results {}",
+                "lowest {x:.2}x ({s}; cached {cached:.2}x); results {}",
                 if *eq { "equal" } else { "DIFFER" }
             )
         }),
