@@ -103,6 +103,19 @@ fn shape(
     }
 }
 
+/// The direct SQL side: 8 connections with the service's session settings
+/// (JIT off, see src/db/pool.rs).
+async fn direct_pool(url: &str) -> Result<sqlx::PgPool> {
+    use std::str::FromStr as _;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+        .application_name("affinity-analytics-bench")
+        .options([("jit", "off")]);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -138,7 +151,8 @@ async fn main() -> Result<()> {
     let client = Arc::new(phases::Client {
         channel,
         token,
-        pool: setup::connect(&url, 8).await?,
+        pool: direct_pool(&url).await?,
+        default_pool: setup::connect(&url, 8).await?,
         pids: drive::Pids {
             service: svc.pid,
             postmaster,

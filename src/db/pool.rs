@@ -33,6 +33,10 @@ pub async fn connect_with_timeout(
         // Statements are logged by our own spans, never with their parameters.
         .log_statements(tracing::log::LevelFilter::Off)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5));
+    // JIT compiles a statement whose estimated cost passes a threshold; the
+    // service's statements run in milliseconds, and compiling them takes
+    // longer than running them (BENCHMARKS.md, analytics).
+    options = options.options([("jit", "off".to_string())]);
     if let Some(t) = statement_timeout {
         options = options.options([("statement_timeout", t.as_millis().to_string())]);
     }
