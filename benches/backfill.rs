@@ -44,6 +44,7 @@ mod alone;
 #[path = "backfill/phases.rs"]
 mod phases;
 #[path = "common/procfs.rs"]
+#[allow(dead_code)]
 mod procfs;
 #[path = "common/provenance.rs"]
 mod provenance;

@@ -66,6 +66,8 @@ pub struct Throughput {
     pub service_ms: f64,
     pub postgres_ms: f64,
     pub client_ms: f64,
+    /// Of `postgres_ms`, what PostgreSQL's background processes spent.
+    pub background_ms: f64,
 }
 
 /// `concurrency` callers for `secs` seconds.
@@ -77,6 +79,7 @@ pub async fn throughput(op: &Op, concurrency: usize, secs: f64, pids: Pids) -> R
             crate::procfs::cpu_secs(pids.service).unwrap_or(0.0),
             crate::procfs::postgres_cpu_secs(pids.postmaster).unwrap_or(0.0),
             crate::procfs::cpu_secs(std::process::id()).unwrap_or(0.0),
+            crate::procfs::postgres_background_cpu_secs(pids.postmaster).unwrap_or(0.0),
         )
     };
     let before = cpu();
@@ -107,6 +110,7 @@ pub async fn throughput(op: &Op, concurrency: usize, secs: f64, pids: Pids) -> R
         service_ms: (after.0 - before.0) * 1e3 / n,
         postgres_ms: (after.1 - before.1) * 1e3 / n,
         client_ms: (after.2 - before.2) * 1e3 / n,
+        background_ms: (after.3 - before.3) * 1e3 / n,
     })
 }
 
@@ -128,6 +132,7 @@ pub async fn side_by_side(
         service_ms: (x.service_ms + y.service_ms) / 2.0,
         postgres_ms: (x.postgres_ms + y.postgres_ms) / 2.0,
         client_ms: (x.client_ms + y.client_ms) / 2.0,
+        background_ms: (x.background_ms + y.background_ms) / 2.0,
     };
     Ok((mean(a1, a2), mean(b1, b2)))
 }

@@ -120,6 +120,9 @@ pub async fn load(
             .execute(pool)
             .await?;
     }
+    // The load's dirty pages written now, not by a checkpoint during a
+    // timed phase.
+    sqlx::query("CHECKPOINT").execute(pool).await?;
     let points: i64 = sqlx::query_scalar("SELECT count(*) FROM time_series_metrics")
         .fetch_one(pool)
         .await?;

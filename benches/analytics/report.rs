@@ -40,8 +40,8 @@ fn met(ok: bool) -> &'static str {
 
 fn cpu(t: &Throughput) -> String {
     format!(
-        "{:.0}/s (CPU per call: service {:.2} ms, PostgreSQL {:.2} ms, client {:.2} ms)",
-        t.per_sec, t.service_ms, t.postgres_ms, t.client_ms
+        "{:.0}/s (CPU per call: service {:.2} ms, PostgreSQL {:.2} ms of which background {:.2} ms, client {:.2} ms)",
+        t.per_sec, t.service_ms, t.postgres_ms, t.background_ms, t.client_ms
     )
 }
 

@@ -84,6 +84,37 @@ pub fn postgres_cpu_secs(postmaster: u32) -> Option<f64> {
     Some(secs(ticks))
 }
 
+/// CPU seconds so far of the PostgreSQL processes alive now that serve no
+/// client (checkpointer, background writer, WAL writer, autovacuum,
+/// statistics): what [`postgres_cpu_secs`] counts that no call asked for.
+/// An autovacuum worker that exits between two readings is not counted.
+pub fn postgres_background_cpu_secs(postmaster: u32) -> Option<f64> {
+    const BACKGROUND: [&str; 6] = [
+        "checkpointer",
+        "background writer",
+        "walwriter",
+        "autovacuum",
+        "stats",
+        "logical replication",
+    ];
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Some((ppid, u, s, _, _)) = stat(pid) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read_to_string(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if ppid == postmaster && BACKGROUND.iter().any(|b| cmdline.contains(b)) {
+            ticks += u + s;
+        }
+    }
+    Some(secs(ticks))
+}
+
 /// Megabytes (10^6 bytes), for the report.
 pub fn mb(bytes: u64) -> f64 {
     // Bytes of a process's memory: exact enough in f64.
