@@ -115,6 +115,7 @@ async fn main() -> Result<()> {
         batch: 0,
         workers: 0,
         dir: dir.clone(),
+        env: Vec::new(),
     };
     let (svc, _) = service::Service::start(&settings, "agent").await?;
     let channel = Endpoint::from_shared(format!("http://{}", svc.grpc_addr))?

@@ -150,6 +150,7 @@ async fn main() -> Result<()> {
         batch: args.batch,
         workers: args.workers,
         dir: dir.clone(),
+        env: Vec::new(),
     };
     let env = phases::Env {
         settings: &settings,

@@ -125,6 +125,7 @@ async fn main() -> Result<()> {
         batch: 32,
         workers: 2,
         dir: dir.clone(),
+        env: Vec::new(),
     };
     let (svc, _) = service::Service::start(&settings, "search").await?;
     let channel = Endpoint::from_shared(format!("http://{}", svc.grpc_addr))?

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what affinity needs on a Debian 12 (bookworm) machine, and skips
 # whatever is already there: PostgreSQL 15 (server + server-dev headers),
-# pgvector 0.8.0 built from Debian's source package, cargo-nextest, and the
+# pgvector 0.8.0 built from Debian's source package, PgBouncer (the tests
+# start their own; the system service the package sets up is stopped and
+# disabled), cargo-nextest, and the
 # example clients' packages (examples/bff-node: `npm ci`;
 # examples/agent-python: a venv with requirements.txt, then the proto's
 # Python code generated into it), and the local embedding model: a venv at
@@ -58,6 +60,8 @@ dpkg -s "postgresql-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-${PG_M
 dpkg -s "postgresql-server-dev-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-server-dev-${PG_MAJOR}")
 # t-digest: per-day percentile sketches (migration 13; without it percentiles are exact and slower).
 dpkg -s "postgresql-${PG_MAJOR}-tdigest" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}-tdigest")
+# PgBouncer (1.18): the tests run the service behind it in transaction mode.
+dpkg -s pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -65,6 +69,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 else
   log "PostgreSQL ${PG_MAJOR} server and headers: present"
+fi
+# Debian's package starts a system PgBouncer where systemd runs; nothing
+# here uses it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled pgbouncer >/dev/null 2>&1; then
+  log "stopping and disabling the system pgbouncer service"
+  "${SUDO[@]}" systemctl disable --now pgbouncer >/dev/null 2>&1 || true
 fi
 PG_CONFIG=${PG_BIN}/pg_config
 

@@ -11,14 +11,19 @@ use crate::store::maintenance::{self, IntegrityCheck};
 use crate::store::vectorizer as queue;
 
 /// Runs `work` on an admin pool of the configured database (the embedded
-/// one a running service has started, else started for the command), then
-/// closes both, whatever the outcome.
+/// one a running service has started, else started for the command; the
+/// direct URL when DATABASE_URL is a pooler's), then closes both, whatever
+/// the outcome.
 async fn on_database<T>(
     config: &Config,
     work: impl AsyncFnOnce(&PgPool) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let db = Database::attach(config).await?;
-    let result = match db.admin_pool().await {
+    let admin = match db.check_not_pooled().await {
+        Ok(()) => db.admin_pool().await,
+        Err(e) => Err(e),
+    };
+    let result = match admin {
         Ok(pool) => {
             let result = work(&pool).await;
             pool.close().await;

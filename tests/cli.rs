@@ -23,6 +23,7 @@ fn serve_help_explains_every_setting_with_its_environment_name() {
     let help = String::from_utf8(out.stdout).unwrap();
     for name in [
         "DATABASE_URL",
+        "AFFINITY_DIRECT_DATABASE_URL",
         "AFFINITY_DATA_DIR",
         "AFFINITY_LISTEN_ADDR",
         "AFFINITY_JWT_SECRET",

@@ -26,6 +26,8 @@ pub struct Settings {
     pub workers: usize,
     /// Where its logs go, one file per start.
     pub dir: PathBuf,
+    /// Further settings (environment variables) of this run.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `affinity serve`; killed if dropped without [`Service::stop`].
@@ -61,7 +63,8 @@ impl Service {
             .env("DATABASE_URL", &s.database_url)
             .env("AFFINITY_JWT_SECRET", SECRET)
             .env("AFFINITY_LISTEN_ADDR", grpc.to_string())
-            .env("AFFINITY_METRICS_ADDR", metrics_addr.to_string());
+            .env("AFFINITY_METRICS_ADDR", metrics_addr.to_string())
+            .envs(s.env.iter().map(|(k, v)| (k, v)));
         if !s.embedding_url.is_empty() {
             command
                 .env("AFFINITY_EMBEDDING_URL", &s.embedding_url)

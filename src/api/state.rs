@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres};
+use sqlx::PgConnection;
 use tonic::Request;
 use uuid::Uuid;
 
@@ -97,8 +96,8 @@ impl ApiState {
 
     /// A connection of the calls' pool, for a lookup of its own (its wait
     /// counted); back in the pool when dropped.
-    pub async fn conn(&self) -> ApiResult<PoolConnection<Postgres>> {
-        Ok(self.pool()?.acquire().await?)
+    pub async fn conn(&self) -> ApiResult<CallConn> {
+        Ok(self.pool()?.acquire_call(None).await?)
     }
 
     /// The database connection of a call, taken after authorization (which
@@ -113,11 +112,8 @@ impl ApiState {
 
     /// [`ApiState::db`] with the deadline taken from the request earlier.
     pub async fn db_until(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
-        let pool = self.pool()?;
-        Ok(CallDb(match timeout_ms(deadline)? {
-            None => pool.acquire_call().await?,
-            Some(ms) => pool.begin_call(begin_with_timeout("BEGIN", ms)).await?,
-        }))
+        let timeout = timeout_ms(deadline)?;
+        Ok(CallDb(self.pool()?.acquire_call(timeout).await?))
     }
 
     /// A call's connection in a read-only REPEATABLE READ transaction: every
@@ -125,26 +121,17 @@ impl ApiState {
     /// however long it runs). The deadline as in [`ApiState::db`].
     pub async fn snapshot_db(&self, deadline: Option<Deadline>) -> ApiResult<CallDb> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-        let begin = match timeout_ms(deadline)? {
-            None => BEGIN.to_string(),
-            Some(ms) => begin_with_timeout(BEGIN, ms),
-        };
-        Ok(CallDb(self.pool()?.begin_call(begin).await?))
+        let timeout = timeout_ms(deadline)?;
+        Ok(CallDb(self.pool()?.begin_call(BEGIN, timeout).await?))
     }
 
     /// A second connection for a call that can work on two at once, under
     /// the same deadline: an idle one, or None when the pool has none to
     /// spare (the call then does its work on its first connection).
     pub async fn spare_db<T>(&self, req: &Request<T>) -> ApiResult<Option<CallDb>> {
-        let pool = self.pool()?;
         let timeout = timeout_ms(deadline(req))?;
-        let Some(conn) = pool.try_acquire_call() else {
-            return Ok(None);
-        };
-        Ok(Some(CallDb(match timeout {
-            None => conn,
-            Some(ms) => conn.begin(begin_with_timeout("BEGIN", ms)).await?,
-        })))
+        let conn = self.pool()?.try_acquire_call(timeout).await?;
+        Ok(conn.map(CallDb))
     }
 
     /// Refuses a vector that is empty, has a NaN or infinite component, or a
@@ -236,12 +223,6 @@ fn timeout_ms(deadline: Option<Deadline>) -> ApiResult<Option<u128>> {
         ));
     }
     Ok(Some(ms))
-}
-
-/// `begin` and the statement timeout in one round trip. SET takes no
-/// parameters; the value is a number computed here.
-fn begin_with_timeout(begin: &str, ms: u128) -> String {
-    format!("{begin}; SET LOCAL statement_timeout = {ms}")
 }
 
 /// A call's database connection (see [`ApiState::db`]).

@@ -72,7 +72,9 @@ impl MembershipCache {
         }
         self.count_misses(1);
         let epoch = self.inner.epoch.load(Ordering::Acquire);
-        let role = store::member_role(&mut *pool.acquire().await?, org, user).await?;
+        let mut conn = pool.acquire_call(None).await?;
+        let role = store::member_role(&mut *conn, org, user).await?;
+        conn.finish().await?;
         self.remember(epoch, org, user, role);
         Ok(role)
     }
@@ -101,7 +103,9 @@ impl MembershipCache {
         if !missing.is_empty() {
             self.count_misses(missing.len() as u64);
             let epoch = self.inner.epoch.load(Ordering::Acquire);
-            let fetched = store::member_roles(&mut *pool.acquire().await?, &missing).await?;
+            let mut conn = pool.acquire_call(None).await?;
+            let fetched = store::member_roles(&mut *conn, &missing).await?;
+            conn.finish().await?;
             let mut fetched = missing.iter().zip(fetched);
             for slot in out.iter_mut().filter(|s| s.is_none()) {
                 if let Some((&(user, org), role)) = fetched.next() {

@@ -36,6 +36,14 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// A direct (unpooled) URL of the same database, for migrations, LISTEN
+    /// and the jobs' advisory locks, when DATABASE_URL goes through a
+    /// transaction-mode pooler (PgBouncer, Supabase's pooler). Set: calls go
+    /// through DATABASE_URL without named prepared statements or session
+    /// settings. Unset: DATABASE_URL is direct (checked at start).
+    #[arg(long, env = "AFFINITY_DIRECT_DATABASE_URL", hide_env_values = true)]
+    pub direct_database_url: Option<String>,
+
     /// Data directory of the embedded database (and of its generated JWT
     /// secret). Default: $XDG_DATA_HOME/affinity, else ~/.local/share/affinity.
     #[arg(long, env = "AFFINITY_DATA_DIR")]
@@ -219,6 +227,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field(
+                "direct_database_url",
+                &self.direct_database_url.as_deref().map(redact_url_password),
             )
             .field("data_dir", &self.data_dir)
             .field("listen_addr", &self.listen_addr)

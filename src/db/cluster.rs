@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 /// The superuser name given to `initdb`.
 pub const SUPERUSER: &str = "postgres";
 /// The port only names the socket file (`.s.PGSQL.<port>`); nothing listens on TCP.
-const SOCKET_PORT: u16 = 5432;
+pub const SOCKET_PORT: u16 = 5432;
 /// The user PostgreSQL runs as when we are root.
 const UNPRIVILEGED_USER: &str = "postgres";
 

@@ -1,15 +1,20 @@
 //! The database this process works on, for `serve` and the one-shot
 //! commands alike: DATABASE_URL, else the embedded PostgreSQL in the data
-//! directory, started here and stopped by [`Database::close`].
+//! directory, started here and stopped by [`Database::close`]. With
+//! AFFINITY_DIRECT_DATABASE_URL beside it, DATABASE_URL is a transaction
+//! pooler's, for the calls only.
 
 use sqlx::PgPool;
 
 use super::embedded::EmbeddedDb;
-use super::pool::{connect_with_retry, connect_with_timeout};
+use super::pool::{connect_pooled, connect_with_retry, connect_with_timeout, url_options};
+use super::pooler;
 use crate::config::Config;
 
 pub struct Database {
     url: String,
+    /// Set when `url` is a transaction pooler's.
+    direct_url: Option<String>,
     embedded: Option<EmbeddedDb>,
 }
 
@@ -20,6 +25,7 @@ impl Database {
         if let Some(url) = &config.database_url {
             return Ok(Database {
                 url: url.clone(),
+                direct_url: config.direct_database_url.clone(),
                 embedded: None,
             });
         }
@@ -28,6 +34,7 @@ impl Database {
         let db = EmbeddedDb::start(&dir).await?;
         Ok(Database {
             url: db.url(),
+            direct_url: None,
             embedded: Some(db),
         })
     }
@@ -41,6 +48,7 @@ impl Database {
                 tracing::info!("using the embedded PostgreSQL the service runs");
                 return Ok(Database {
                     url,
+                    direct_url: None,
                     embedded: None,
                 });
             }
@@ -48,21 +56,61 @@ impl Database {
         Database::open(config).await
     }
 
+    /// Whether the calls go through a transaction pooler.
+    pub fn pooled(&self) -> bool {
+        self.direct_url.is_some()
+    }
+
+    /// The direct URL: migrations, LISTEN, advisory locks.
+    fn direct(&self) -> &str {
+        self.direct_url.as_deref().unwrap_or(&self.url)
+    }
+
+    /// Fails when DATABASE_URL leads to a transaction pooler and no direct
+    /// URL is set ([`pooler::check_direct`]).
+    pub async fn check_not_pooled(&self) -> anyhow::Result<()> {
+        if self.pooled() || self.embedded.is_some() {
+            return Ok(());
+        }
+        pooler::check_direct(&url_options(&self.url)?).await
+    }
+
     /// A small pool without the calls' statement timeout, for migrations
     /// (they may take minutes) and the one-shot commands.
     pub async fn admin_pool(&self) -> anyhow::Result<PgPool> {
-        connect_with_retry(&self.url, 2).await
+        connect_with_retry(self.direct(), 2).await
     }
 
     /// The calls' pool: `AFFINITY_DB_MAX_CONNECTIONS` connections whose
-    /// statement timeout is `AFFINITY_STATEMENT_TIMEOUT_MS`.
-    pub async fn calls_pool(&self, config: &Config) -> anyhow::Result<PgPool> {
-        connect_with_timeout(
-            &self.url,
-            config.db_max_connections,
-            config.statement_timeout(),
-        )
-        .await
+    /// statement timeout is `AFFINITY_STATEMENT_TIMEOUT_MS`; behind a
+    /// pooler, connections that look up `types` when they connect (the
+    /// timeout is then set per call: `pooler::call_settings`).
+    pub async fn calls_pool(
+        &self,
+        config: &Config,
+        types: &'static [&'static str],
+    ) -> anyhow::Result<PgPool> {
+        match self.pooled() {
+            true => connect_pooled(&self.url, config.db_max_connections, types).await,
+            false => {
+                connect_with_timeout(
+                    &self.url,
+                    config.db_max_connections,
+                    config.statement_timeout(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Behind a pooler, a pool on the direct URL of `size` connections for
+    /// the work beside the calls (LISTEN, the jobs' advisory locks, the
+    /// vectorizer's claims); None when the calls' pool is direct itself.
+    pub async fn background_pool(&self, size: u32) -> anyhow::Result<Option<PgPool>> {
+        match &self.direct_url {
+            Some(url) => Ok(Some(connect_with_retry(url, size).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Stops the embedded PostgreSQL, if this process started it.

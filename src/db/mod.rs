@@ -5,8 +5,10 @@ mod database;
 pub mod embedded;
 pub mod migrate;
 pub mod pool;
+pub mod pooler;
 pub mod reachability;
 pub mod rollback;
+pub mod sql;
 mod warm;
 
 pub use database::Database;

@@ -11,6 +11,7 @@ use sqlx::postgres::PgTransactionManager;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, TransactionManager};
 
+use super::pooler;
 use super::reachability::Reachability;
 use super::warm::WarmList;
 
@@ -20,6 +21,16 @@ pub async fn connect_with_retry(url: &str, max_connections: u32) -> anyhow::Resu
     connect_with_timeout(url, max_connections, None).await
 }
 
+/// `url`'s options as every pool of the service has them.
+pub fn url_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("the database URL is not a valid PostgreSQL URL: {e}"))?
+        .application_name("affinity")
+        // Statements are logged by our own spans, never with their parameters.
+        .log_statements(tracing::log::LevelFilter::Off)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5)))
+}
+
 /// [`connect_with_retry`] whose connections have `statement_timeout` as their
 /// session default (a startup parameter: no extra round trip per call).
 pub async fn connect_with_timeout(
@@ -27,28 +38,46 @@ pub async fn connect_with_timeout(
     max_connections: u32,
     statement_timeout: Option<Duration>,
 ) -> anyhow::Result<PgPool> {
-    let mut options = PgConnectOptions::from_str(url)
-        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
-        .application_name("affinity")
-        // Statements are logged by our own spans, never with their parameters.
-        .log_statements(tracing::log::LevelFilter::Off)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5));
     // JIT compiles a statement whose estimated cost passes a threshold; the
     // service's statements run in milliseconds, and compiling them takes
     // longer than running them (BENCHMARKS.md, analytics).
-    options = options.options([("jit", "off".to_string())]);
+    let mut options = url_options(url)?.options([("jit", "off".to_string())]);
     if let Some(t) = statement_timeout {
         options = options.options([("statement_timeout", t.as_millis().to_string())]);
     }
+    retrying(
+        PgPoolOptions::new().max_connections(max_connections),
+        options,
+    )
+    .await
+}
+
+/// A pool through a transaction-mode pooler at `url`
+/// ([`super::pooler`]): whose connections look up `types` when they
+/// connect, and whose statements are unnamed from now on in this process.
+pub async fn connect_pooled(
+    url: &str,
+    max_connections: u32,
+    types: &'static [&'static str],
+) -> anyhow::Result<PgPool> {
+    super::sql::use_unnamed_statements();
+    let options = pooler::pooled_options(url_options(url)?);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(move |conn, _| Box::pin(pooler::resolve_types(conn, types)));
+    retrying(pool, options).await
+}
+
+async fn retrying(pool: PgPoolOptions, options: PgConnectOptions) -> anyhow::Result<PgPool> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;
     loop {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+        let connected = pool
+            .clone()
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await;
-        match pool {
+        match connected {
             Ok(pool) => return Ok(pool),
             Err(e) => {
                 tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database not reachable yet");
@@ -73,6 +102,9 @@ pub struct CountedPool {
     waiting: Arc<AtomicI64>,
     reachability: Reachability,
     warm: Arc<WarmList>,
+    /// Behind a transaction pooler: what each call's transaction sets
+    /// (every call then runs in one).
+    per_call: Option<Arc<str>>,
 }
 
 /// Counts one waiter while alive (so a cancelled wait is uncounted too).
@@ -94,9 +126,15 @@ impl Drop for Waiter<'_> {
 impl CountedPool {
     /// `reachability`: the probe's verdict, which ends waits for a
     /// connection when the database is gone. `keep_warm`: whether calls
-    /// hand their connections on through the warm list. Call within a tokio
-    /// runtime.
-    pub fn new(pool: PgPool, reachability: Reachability, keep_warm: bool) -> Self {
+    /// hand their connections on through the warm list. `per_call`: behind
+    /// a transaction pooler, the settings each call's transaction makes
+    /// (`pooler::call_settings`). Call within a tokio runtime.
+    pub fn new(
+        pool: PgPool,
+        reachability: Reachability,
+        keep_warm: bool,
+        per_call: Option<String>,
+    ) -> Self {
         // Fewer than all, so that sqlx's pool always has some for the
         // service's background work.
         let warm_max = match keep_warm {
@@ -108,6 +146,7 @@ impl CountedPool {
             waiting: Default::default(),
             reachability,
             warm: WarmList::new(warm_max),
+            per_call: per_call.map(Arc::from),
         }
     }
 
@@ -146,39 +185,76 @@ impl CountedPool {
     }
 
     /// A connection for one call: a warm one when there is one, else as
-    /// [`CountedPool::acquire`]. It goes back to the warm list only when
-    /// the call ends it with [`CallConn::finish`].
-    pub async fn acquire_call(&self) -> sqlx::Result<CallConn> {
+    /// [`CountedPool::acquire`]; in a transaction when the call has a
+    /// statement timeout of its own (`timeout_ms`) or the pool is behind a
+    /// pooler. It goes back to the warm list only when the call ends it
+    /// with [`CallConn::finish`].
+    pub async fn acquire_call(&self, timeout_ms: Option<u128>) -> sqlx::Result<CallConn> {
         let conn = match self.warm.take(self.reachability.epoch()) {
             Some(conn) => conn,
             None => self.acquire().await?,
         };
-        Ok(CallConn {
-            conn: Some(conn),
-            in_transaction: false,
-            pool: self.clone(),
-        })
+        self.start(conn, "BEGIN", timeout_ms, false).await
     }
 
     /// A second connection for a call that can use one but does not need
-    /// it: an idle one now, or None (never waits, never opens one).
-    pub fn try_acquire_call(&self) -> Option<CallConn> {
+    /// it, as [`CountedPool::acquire_call`]: an idle one now, or None
+    /// (never waits, never opens one).
+    pub async fn try_acquire_call(
+        &self,
+        timeout_ms: Option<u128>,
+    ) -> sqlx::Result<Option<CallConn>> {
         let conn = match self.warm.take(self.reachability.epoch()) {
             Some(conn) => conn,
-            None => self.pool.try_acquire()?,
+            None => match self.pool.try_acquire() {
+                Some(conn) => conn,
+                None => return Ok(None),
+            },
         };
-        Some(CallConn {
+        Ok(Some(self.start(conn, "BEGIN", timeout_ms, false).await?))
+    }
+
+    /// [`CountedPool::acquire_call`] always in a transaction opened by
+    /// `begin` (e.g. `BEGIN ISOLATION LEVEL ...`), committed by
+    /// [`CallConn::finish`] and rolled back when the call ends otherwise.
+    pub async fn begin_call(
+        &self,
+        begin: &str,
+        timeout_ms: Option<u128>,
+    ) -> sqlx::Result<CallConn> {
+        let conn = match self.warm.take(self.reachability.epoch()) {
+            Some(conn) => conn,
+            None => self.acquire().await?,
+        };
+        self.start(conn, begin, timeout_ms, true).await
+    }
+
+    async fn start(
+        &self,
+        conn: PoolConnection<Postgres>,
+        begin: &str,
+        timeout_ms: Option<u128>,
+        always: bool,
+    ) -> sqlx::Result<CallConn> {
+        let call = CallConn {
             conn: Some(conn),
             in_transaction: false,
             pool: self.clone(),
-        })
-    }
-
-    /// [`CountedPool::acquire_call`] in a transaction opened by `begin`
-    /// (e.g. `BEGIN; SET LOCAL ...`), committed by [`CallConn::finish`] and
-    /// rolled back when the call ends otherwise.
-    pub async fn begin_call(&self, begin: String) -> sqlx::Result<CallConn> {
-        self.acquire_call().await?.begin(begin).await
+        };
+        if !(always || timeout_ms.is_some() || self.per_call.is_some()) {
+            return Ok(call);
+        }
+        // One round trip: BEGIN, then the pooler's settings, then the
+        // call's own timeout (SET takes no parameters; the values are
+        // numbers computed here).
+        let mut statement = begin.to_string();
+        if let Some(settings) = &self.per_call {
+            statement = format!("{statement}; {settings}");
+        }
+        if let Some(ms) = timeout_ms {
+            statement = format!("{statement}; SET LOCAL statement_timeout = {ms}");
+        }
+        call.begin(statement).await
     }
 
     /// Hands the warm connections back to sqlx's pool and closes it.
@@ -202,9 +278,7 @@ pub struct CallConn {
 }
 
 impl CallConn {
-    /// Opens the call's transaction with `begin` (see
-    /// [`CountedPool::begin_call`]).
-    pub async fn begin(mut self, begin: String) -> sqlx::Result<CallConn> {
+    async fn begin(mut self, begin: String) -> sqlx::Result<CallConn> {
         PgTransactionManager::begin(&mut self, Some(begin.into())).await?;
         self.in_transaction = true;
         Ok(self)

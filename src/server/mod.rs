@@ -92,8 +92,8 @@ pub async fn run_with_metrics(
             anyhow::bail!("the gRPC server stopped during startup");
         }
     };
-    let pool = match started {
-        Some(Ok(pool)) => pool,
+    let (pool, beside) = match started {
+        Some(Ok(pools)) => pools,
         failed_or_stopped => {
             shutdown::stop(health, server, &config, None, database).await;
             return failed_or_stopped.map_or(Ok(()), |r| r.map(drop));
@@ -101,7 +101,8 @@ pub async fn run_with_metrics(
     };
 
     // Serve until told to stop.
-    let background = startup::background(&config, &state, &metrics, &pool).await;
+    let background_pool = beside.as_ref().unwrap_or(pool.pool());
+    let background = startup::background(&config, &state, &metrics, background_pool).await;
     health.set(true).await;
     tracing::info!(%addr, "SERVING");
     let health_follower = AbortOnDrop(health.follow(&state.reachability));
@@ -120,6 +121,9 @@ pub async fn run_with_metrics(
 
     // Stop.
     shutdown::stop(health, server, &config, Some(pool), database).await;
+    if let Some(direct) = beside {
+        direct.close().await;
+    }
     Ok(())
 }
 

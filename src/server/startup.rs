@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use super::shutdown::AbortOnDrop;
@@ -13,9 +14,10 @@ use crate::api::ApiState;
 use crate::caches::follow::{self, Follower};
 use crate::config::Config;
 use crate::db::pool::CountedPool;
-use crate::db::{migrate, Database};
+use crate::db::{migrate, pooler, Database};
 use crate::embedding::EmbeddingClient;
 use crate::observability::{Metrics, PoolStats};
+use crate::store;
 use crate::vectorizer;
 
 /// How long SERVING waits for the change follower's first LISTEN.
@@ -36,14 +38,17 @@ pub(super) fn text_model(config: &Config) -> anyhow::Result<Option<EmbeddingClie
 
 /// Opens the database into `database` (kept there so that it is stopped
 /// however startup ends), migrates it on a pool of its own, then opens the
-/// calls' pool and hands it to the handlers and the metrics.
+/// calls' pool and hands it to the handlers and the metrics. Returns it
+/// with, behind a transaction pooler, a pool on the direct URL for the work
+/// beside the calls (else that work shares the calls' pool).
 pub(super) async fn prepare(
     config: &Config,
     state: &ApiState,
     metrics: &Metrics,
     database: &mut Option<Database>,
-) -> anyhow::Result<CountedPool> {
+) -> anyhow::Result<(CountedPool, Option<PgPool>)> {
     let db = database.insert(Database::open(config).await?);
+    db.check_not_pooled().await?;
     let admin = db.admin_pool().await?;
     tracing::info!("connected; running migrations");
     let migrated = migrate::apply(&admin, &config.metric_rollup_zones).await;
@@ -51,10 +56,14 @@ pub(super) async fn prepare(
     if let Some(recorded) = migrated? {
         metrics.set_migrations_applied(recorded);
     }
+    let per_call = db
+        .pooled()
+        .then(|| pooler::call_settings(config.statement_timeout()));
     let pool = CountedPool::new(
-        db.calls_pool(config).await?,
+        db.calls_pool(config, store::SQL_TYPES).await?,
         state.reachability.clone(),
         config.warm_connections.is_on(),
+        per_call,
     );
     state.set_ready(pool.clone()).await?;
     if let Some(embedder) = &state.embedder {
@@ -70,7 +79,9 @@ pub(super) async fn prepare(
         in_use: count(sampled.in_use()),
         waiting: sampled.waiting(),
     });
-    Ok(pool)
+    // LISTEN, the jobs, the vectorizer's workers.
+    let size = 3 + config.text.vectorizer().map_or(0, |v| v.workers) as u32;
+    Ok((pool, db.background_pool(size).await?))
 }
 
 fn count(n: usize) -> i64 {
@@ -100,14 +111,14 @@ pub(super) async fn background(
     config: &Config,
     state: &ApiState,
     metrics: &Arc<Metrics>,
-    pool: &CountedPool,
+    pool: &PgPool,
 ) -> Background {
-    let jobs = crate::jobs::spawn(config, pool.pool().clone(), metrics.clone());
+    let jobs = crate::jobs::spawn(config, pool.clone(), metrics.clone());
     let vectorizer = match (&state.embedder, config.text.vectorizer()) {
         (Some(client), Ok(settings)) => Some(vectorizer::spawn(
             client.clone(),
             settings,
-            pool.pool().clone(),
+            pool.clone(),
             metrics.vectorizer.clone(),
         )),
         _ => None,
@@ -118,7 +129,7 @@ pub(super) async fn background(
         Arc::new(state.metrics_cache.clone()),
     ];
     let changes = AbortOnDrop(tokio::spawn(follow::follow(
-        pool.pool().clone(),
+        pool.clone(),
         followers,
         subscribed,
     )));

@@ -1,5 +1,6 @@
 //! Maintenance: the schema's integrity checks and metric archival.
 
+use crate::db::sql;
 use sqlx::PgExecutor;
 
 /// One row of `verify_migration_integrity()`.
@@ -24,7 +25,7 @@ pub async fn verify_migration_integrity<'e>(
     db: impl PgExecutor<'e>,
 ) -> sqlx::Result<Vec<IntegrityCheck>> {
     let rows: Vec<(Option<String>, Option<bool>, Option<String>)> =
-        sqlx::query_as("SELECT check_name, passed, details FROM verify_migration_integrity()")
+        sql::query_as("SELECT check_name, passed, details FROM verify_migration_integrity()")
             .fetch_all(db)
             .await?;
     Ok(rows
@@ -70,7 +71,7 @@ pub async fn archive_old_metrics<'e>(
              SELECT CASE WHEN got THEN archive_old_metrics(make_interval(days => $2)) END FROM l"
         }
     };
-    let moved: Option<i64> = sqlx::query_scalar(sql)
+    let moved: Option<i64> = sql::query_scalar(sql)
         .bind(ARCHIVE_LOCK_KEY)
         .bind(days)
         .fetch_one(db)

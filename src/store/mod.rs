@@ -9,6 +9,11 @@ pub mod similarity;
 pub mod texts;
 pub mod vectorizer;
 
+/// The types the service's statements bind or read that sqlx looks up by
+/// name or oid (pgvector's, the schema's enum; with their arrays): looked
+/// up once per connection behind a transaction pooler (`db::pooler`).
+pub const SQL_TYPES: &[&str] = &["vector", "_vector", "org_role", "_org_role"];
+
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection};
 

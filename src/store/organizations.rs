@@ -1,5 +1,6 @@
 //! Organizations and memberships: the SQL.
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgExecutor, Postgres};
 use uuid::Uuid;
@@ -31,7 +32,7 @@ pub async fn member_role<'e>(
     org: Uuid,
     user: Uuid,
 ) -> sqlx::Result<Option<OrgRole>> {
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT role FROM organization_members WHERE organization_id = $1 AND user_id = $2",
     )
     .bind(org)
@@ -47,7 +48,7 @@ pub async fn member_roles<'e>(
 ) -> sqlx::Result<Vec<Option<OrgRole>>> {
     let users: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
     let orgs: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT m.role FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS c(user_id, organization_id, n)
          LEFT JOIN organization_members m ON m.organization_id = c.organization_id AND m.user_id = c.user_id
          ORDER BY c.n",
@@ -76,7 +77,7 @@ pub struct Member {
 
 /// The profile (and personal organization) of a user seen for the first time.
 pub async fn ensure_user<'e>(db: impl PgExecutor<'e>, user: Uuid) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar("SELECT ensure_user_profile($1)")
+    sql::query_scalar("SELECT ensure_user_profile($1)")
         .bind(user)
         .fetch_one(db)
         .await
@@ -91,7 +92,7 @@ pub async fn create<'c>(
 ) -> sqlx::Result<Option<Organization>> {
     let mut tx = db.begin().await?;
     ensure_user(&mut *tx, owner).await?;
-    let org: Option<Organization> = sqlx::query_as(
+    let org: Option<Organization> = sql::query_as(
         "INSERT INTO organizations (name, slug) VALUES ($1, $2)
          ON CONFLICT (slug) DO NOTHING
          RETURNING id, name, slug, created_at",
@@ -101,7 +102,7 @@ pub async fn create<'c>(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(org) = org else { return Ok(None) };
-    sqlx::query("INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'owner')")
+    sql::query("INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, 'owner')")
         .bind(org.id)
         .bind(owner)
         .execute(&mut *tx)
@@ -115,7 +116,7 @@ pub async fn memberships<'e>(
     db: impl PgExecutor<'e>,
     user: Uuid,
 ) -> sqlx::Result<Vec<(Organization, OrgRole)>> {
-    let rows: Vec<(Uuid, String, String, DateTime<Utc>, OrgRole)> = sqlx::query_as(
+    let rows: Vec<(Uuid, String, String, DateTime<Utc>, OrgRole)> = sql::query_as(
         "SELECT o.id, o.name, o.slug, o.created_at, m.role
          FROM organization_members m JOIN organizations o ON o.id = m.organization_id
          WHERE m.user_id = $1 ORDER BY m.joined_at, o.id",
@@ -149,7 +150,7 @@ pub async fn put_member<'c>(
 ) -> sqlx::Result<Member> {
     let mut tx = db.begin().await?;
     ensure_user(&mut *tx, user).await?;
-    let member: Member = sqlx::query_as(
+    let member: Member = sql::query_as(
         "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)
          ON CONFLICT (organization_id, user_id) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
          RETURNING organization_id, user_id, role, joined_at",
@@ -170,7 +171,7 @@ pub async fn remove_member<'e>(
     user: Uuid,
 ) -> sqlx::Result<bool> {
     let done =
-        sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+        sql::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
             .bind(org)
             .bind(user)
             .execute(db)
@@ -179,7 +180,7 @@ pub async fn remove_member<'e>(
 }
 
 pub async fn members<'e>(db: impl PgExecutor<'e>, org: Uuid) -> sqlx::Result<Vec<Member>> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT organization_id, user_id, role, joined_at FROM organization_members
          WHERE organization_id = $1 ORDER BY joined_at, user_id",
     )
@@ -191,7 +192,7 @@ pub async fn members<'e>(db: impl PgExecutor<'e>, org: Uuid) -> sqlx::Result<Vec
 /// Whether the organization exists (for service_role callers only: users
 /// never learn whether an organization they do not belong to exists).
 pub async fn exists<'e>(db: impl PgExecutor<'e>, org: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
+    sql::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)")
         .bind(org)
         .fetch_one(db)
         .await

@@ -8,6 +8,7 @@
 //! item's text, so an item without text (a client's own vector) never
 //! matches a filter.
 
+use crate::db::sql;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -146,7 +147,7 @@ pub async fn text_search(
          ORDER BY rank DESC, t.entity_type, t.entity_id
          LIMIT $3"
     );
-    let mut q = sqlx::query(&sql).bind(org).bind(query).bind(k);
+    let mut q = sql::query(&sql).bind(org).bind(query).bind(k);
     if let Some(types) = types {
         q = q.bind(types);
     }
@@ -199,7 +200,7 @@ async fn count_matching(
         "SELECT count(*) FROM (SELECT 1 FROM item_texts t
                                WHERE t.organization_id = $1{types_cond}{filters} LIMIT $2) AS m"
     );
-    let mut q = sqlx::query(&sql).bind(org).bind(FILTER_FIRST_AT_MOST + 1);
+    let mut q = sql::query(&sql).bind(org).bind(FILTER_FIRST_AT_MOST + 1);
     if let Some(types) = types {
         q = q.bind(types);
     }
@@ -237,7 +238,7 @@ async fn exact_nearest(
          ORDER BY similarity DESC, e.entity_type, e.entity_id
          LIMIT $4"
     );
-    let mut query = sqlx::query(&sql)
+    let mut query = sql::query(&sql)
         .bind(q.organization_id)
         .bind(q.cast.dimension)
         .bind(Vector::from(q.vector.to_vec()))
@@ -264,7 +265,7 @@ pub async fn snippets(
 ) -> sqlx::Result<HashMap<(String, Uuid), String>> {
     let types: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
     let ids: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-    let rows: Vec<(String, Uuid, String)> = sqlx::query_as(
+    let rows: Vec<(String, Uuid, String)> = sql::query_as(
         "SELECT t.entity_type, t.entity_id, search_snippet(t.body, search_query($2))
          FROM unnest($3::text[], $4::uuid[]) AS i(entity_type, entity_id)
          JOIN item_texts t ON t.organization_id = $1 AND t.entity_type = i.entity_type
@@ -286,7 +287,7 @@ pub async fn unknown_types(
     org: Uuid,
     types: &[String],
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT t FROM unnest($2::text[]) WITH ORDINALITY AS u(t, i)
          WHERE t NOT IN ('post', 'ai_context')
            AND NOT EXISTS (SELECT 1 FROM item_texts x WHERE x.organization_id = $1 AND x.entity_type = t)

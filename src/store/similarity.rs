@@ -5,6 +5,7 @@
 //! spliced into SQL is the cast expression of a dimension's HNSW index,
 //! built from an integer dimension and a closed set of index types.
 
+use crate::db::sql;
 use std::collections::{HashMap, HashSet};
 
 use pgvector::Vector;
@@ -70,7 +71,7 @@ pub async fn index_cast<'e>(
     dimension: i32,
 ) -> sqlx::Result<Option<IndexCast>> {
     let kind: Option<String> =
-        sqlx::query_scalar("SELECT index_type FROM vector_index_dimensions WHERE dimension = $1")
+        sql::query_scalar("SELECT index_type FROM vector_index_dimensions WHERE dimension = $1")
             .bind(dimension)
             .fetch_optional(db)
             .await?;
@@ -79,7 +80,7 @@ pub async fn index_cast<'e>(
 
 /// Every searchable dimension's index cast.
 pub async fn index_casts<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<IndexCast>> {
-    let rows: Vec<(i32, String)> = sqlx::query_as(
+    let rows: Vec<(i32, String)> = sql::query_as(
         "SELECT dimension, index_type FROM vector_index_dimensions ORDER BY dimension",
     )
     .fetch_all(db)
@@ -102,7 +103,7 @@ pub async fn has_embedding<'e>(
     entity_type: &str,
     entity_id: Uuid,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM embeddings
                         WHERE organization_id = $1 AND entity_type = $2 AND entity_id = $3)",
     )
@@ -133,7 +134,7 @@ pub async fn find_similar_content<'e>(
     max_results: i32,
     target_entity_types: &[String],
 ) -> sqlx::Result<Vec<SimilarRow>> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT organization_id, entity_type, entity_id, similarity
          FROM find_similar_content($1, $2, $3, $4, $5, $6)",
     )
@@ -233,7 +234,7 @@ pub async fn walk<'c>(
     let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some(), filter);
     let vector = Vector::from(q.vector.to_vec());
     let mut tx = db.begin().await?;
-    sqlx::query(
+    sql::query(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
                 set_config('hnsw.ef_search', $1, true)",
     )
@@ -244,7 +245,7 @@ pub async fn walk<'c>(
 
     let mut fetch = k;
     let (hits, complete) = loop {
-        let mut query = sqlx::query(&declare)
+        let mut query = sql::query(&declare)
             .bind(q.organization_id)
             .bind(q.cast.dimension)
             .bind(&vector)
@@ -338,7 +339,7 @@ pub async fn upsert<'e>(
     }
 
     // One statement: one transaction, so every record is written or none.
-    sqlx::query(
+    sql::query(
         "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
          SELECT $1, t.entity_type, t.entity_id, t.model, t.dimension, t.embedding
          FROM unnest($2::text[], $3::uuid[], $4::text[], $5::integer[], $6::vector[])
@@ -366,7 +367,7 @@ pub async fn delete<'e>(
 ) -> sqlx::Result<u64> {
     let types: Vec<&str> = entities.iter().map(|e| e.0.as_str()).collect();
     let ids: Vec<Uuid> = entities.iter().map(|e| e.1).collect();
-    let done = sqlx::query(
+    let done = sql::query(
         "DELETE FROM embeddings e
          USING unnest($2::text[], $3::uuid[]) AS t(entity_type, entity_id)
          WHERE e.organization_id = $1 AND e.entity_type = t.entity_type AND e.entity_id = t.entity_id",

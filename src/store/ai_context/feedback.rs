@@ -1,6 +1,7 @@
 //! Feedback on AI context entries (`ai_context_feedback`): one row per
 //! (organization, feedback_id), the caller's id, so a retry stores nothing.
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -50,7 +51,7 @@ pub fn not_negative(org: &str, id: &str) -> String {
 /// whatever the retry says). An entry not in the organization fails on
 /// [`ENTRY_KEY`].
 pub async fn record<'e>(db: impl PgExecutor<'e>, f: &NewFeedback) -> sqlx::Result<bool> {
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let inserted: Option<Uuid> = sql::query_scalar(
         "INSERT INTO ai_context_feedback (organization_id, feedback_id, entry_id, name, value,
                                           comment, user_id, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()))
@@ -79,7 +80,7 @@ pub async fn of_entries<'e>(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
+    sql::query_as(
         "SELECT entry_id, feedback_id, name, value, comment, user_id, created_at
          FROM ai_context_feedback
          WHERE organization_id = $1 AND entry_id = ANY ($2)

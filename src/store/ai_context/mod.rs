@@ -8,6 +8,7 @@ mod read;
 
 pub use read::{by_ids, list, search, Cursor, ListFilter, Search};
 
+use crate::db::sql;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -78,7 +79,7 @@ pub async fn ensure_users(conn: &mut PgConnection, users: &[Uuid]) -> sqlx::Resu
     if users.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT ensure_user_profile(u) FROM unnest($1::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n")
+    sql::query("SELECT ensure_user_profile(u) FROM unnest($1::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n")
         .bind(&users)
         .execute(conn)
         .await?;
@@ -132,7 +133,7 @@ pub async fn insert_entries(
         }
         // One statement per chunk: the entries, then the embeddings of those
         // that were inserted (not of the ones skipped as duplicates).
-        let rows: Vec<Uuid> = sqlx::query_scalar(
+        let rows: Vec<Uuid> = sql::query_scalar(
             "WITH ins AS (
                  INSERT INTO ai_context_logs (id, organization_id, user_id, source_type, context_summary,
                                               ai_response, metadata, idempotency_key, occurred_at,
@@ -181,7 +182,7 @@ pub async fn id_by_key(
     org: Uuid,
     key: &str,
 ) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT id FROM ai_context_logs WHERE organization_id = $1 AND idempotency_key = $2",
     )
     .bind(org)

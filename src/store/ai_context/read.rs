@@ -1,5 +1,6 @@
 //! Reading AI context entries: nearest to a vector, and page by page.
 
+use crate::db::sql;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -41,7 +42,7 @@ pub async fn search<'c>(
     // Filtered HNSW scans go on until enough rows pass the filters, in exact
     // distance order. Planned as a cursor with the planning candidate list,
     // run with a longer one (crate::store::fetch_nearest).
-    let (_, _, expr): (String, String, Option<String>) = sqlx::query_as(
+    let (_, _, expr): (String, String, Option<String>) = sql::query_as(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
                 set_config('hnsw.ef_search', $2, true),
                 embedding_index_expression($1)",
@@ -86,7 +87,7 @@ pub async fn search<'c>(
          WHERE s.similarity >= $8
          ORDER BY s.similarity DESC"
     );
-    sqlx::query(&sql)
+    sql::query(&sql)
         .bind(Vector::from(q.vector.to_vec()))
         .bind(q.organization_id)
         .bind(&SEARCHABLE_TYPES[..])
@@ -125,7 +126,7 @@ pub async fn by_ids<'e>(
     org: Uuid,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<Entry>> {
-    sqlx::query_as(&format!(
+    sql::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM ai_context_logs WHERE organization_id = $1 AND id = ANY ($2)"
     ))
     .bind(org)
@@ -188,7 +189,7 @@ pub async fn list<'e>(
          ORDER BY occurred_at {dir}, id {dir}
          LIMIT $5"
     );
-    sqlx::query_as(&sql)
+    sql::query_as(&sql)
         .bind(org)
         .bind(filter.user_id)
         .bind(after.map(|c| c.occurred_at))

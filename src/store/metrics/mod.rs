@@ -1,5 +1,6 @@
 //! Metric points: recording and the schema's `get_metrics_aggregated`.
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
@@ -52,7 +53,7 @@ pub async fn record<'e>(
     }
     // Unset times take the statement's now(): the clock archive_old_metrics
     // compares against, and one instant for the whole batch.
-    let (stored, claimed): (i64, bool) = sqlx::query_as(
+    let (stored, claimed): (i64, bool) = sql::query_as(
         "WITH claim AS (
              INSERT INTO metric_batch_keys (organization_id, idempotency_key, points)
              SELECT $1, $7, cardinality($2::text[]) WHERE $7 IS NOT NULL
@@ -105,7 +106,7 @@ pub async fn ensure_partitions(
 ) -> sqlx::Result<bool> {
     // The common case: the months exist; no lock, no transaction.
     // Partition names follow ensure_metric_partitions (time_series_metrics_pYYYYMM, UTC months).
-    let missing: bool = sqlx::query_scalar(
+    let missing: bool = sql::query_scalar(
         "SELECT EXISTS (
              SELECT 1 FROM generate_series(date_trunc('month', $1 AT TIME ZONE 'UTC'),
                                            date_trunc('month', $2 AT TIME ZONE 'UTC'),
@@ -121,17 +122,17 @@ pub async fn ensure_partitions(
     }
     let mut tx = conn.begin().await?;
     // A queued ACCESS EXCLUSIVE request blocks every later reader: never wait long.
-    sqlx::query("SET LOCAL lock_timeout = '1s'")
+    sql::query("SET LOCAL lock_timeout = '1s'")
         .execute(&mut *tx)
         .await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+    let locked: bool = sql::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(PARTITION_LOCK_KEY)
         .fetch_one(&mut *tx)
         .await?;
     if !locked {
         return Ok(false);
     }
-    let created: i32 = sqlx::query_scalar("SELECT ensure_metric_partitions($1, $2)")
+    let created: i32 = sql::query_scalar("SELECT ensure_metric_partitions($1, $2)")
         .bind(from)
         .bind(to)
         .fetch_one(&mut *tx)
@@ -196,7 +197,7 @@ pub async fn aggregated<'e>(
     db: impl PgExecutor<'e>,
     q: &Aggregation<'_>,
 ) -> sqlx::Result<Vec<Bucket>> {
-    let rows = sqlx::query(
+    let rows = sql::query(
         "SELECT g.bucket_start, g.sum, g.avg, g.min, g.max, g.count, g.last
          FROM get_metrics_aggregated($1::text, $2::uuid, $3::text, $4::text,
                                      $5::timestamptz, $6::timestamptz, $7::text, $8::uuid) AS g

@@ -1,5 +1,6 @@
 //! Percentiles of the points of each bucket of an aggregation.
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -14,7 +15,7 @@ pub async fn of(
     q: &Aggregation<'_>,
     percentiles: &[f64],
 ) -> sqlx::Result<Vec<(DateTime<Utc>, Vec<f64>)>> {
-    sqlx::query_as(
+    sql::query_as(
         "SELECT p.bucket_start, p.percentiles
          FROM metric_percentiles($1::text, $2::uuid, $3::text, $4::text, $5::timestamptz,
                                  $6::timestamptz, $7::text, $8::uuid, $9::float8[]) AS p",

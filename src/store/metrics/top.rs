@@ -1,6 +1,7 @@
 //! Items of a type ranked by one metric over a range (GetTopEntities),
 //! from the rollups wherever they cover the range (migration 13).
 
+use crate::db::sql;
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -47,7 +48,7 @@ pub async fn top<'e>(db: impl PgExecutor<'e>, q: &Ranking<'_>) -> sqlx::Result<V
          ORDER BY r.value DESC, r.entity_id
          LIMIT $6"
     );
-    sqlx::query_as(&sql)
+    sql::query_as(&sql)
         .bind(q.org)
         .bind(q.entity_type)
         .bind(q.metric_name)
