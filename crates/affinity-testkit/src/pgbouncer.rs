@@ -12,6 +12,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use affinity::db::cluster::{SOCKET_PORT, SUPERUSER};
+
+use crate::child::{die_with_parent, spawn_from_lasting_thread};
 use anyhow::{bail, Context, Result};
 use sqlx::Connection;
 
@@ -109,23 +111,8 @@ impl PgBouncer {
             let (uid, gid) = user_ids(RUN_AS)?;
             command.uid(uid).gid(gid);
         }
-        let parent = std::process::id();
-        // SAFETY: the closure only calls async-signal-safe functions and
-        // touches no memory shared with other threads. It runs after the
-        // user change (which would clear the death signal).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        let mut child = command
-            .spawn()
+        die_with_parent(&mut command);
+        let mut child = spawn_from_lasting_thread(command)
             .context("starting pgbouncer (install it with scripts/install-deps.sh)")?;
         // Without the startup parameter a transaction pooler refuses.
         let options = sqlx::postgres::PgConnectOptions::from_str(&self.url("postgres"))?
