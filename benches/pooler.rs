@@ -25,7 +25,8 @@
 //! on the database are sampled every 200 ms (the benchmark's own pool
 //! left out): with only one side's services running, their peak is that
 //! side's server connections (the pooled side's include its replicas'
-//! small pools on the direct URL).
+//! small pools on the direct URL). The CPU time of the services, PgBouncer,
+//! PostgreSQL and the benchmark itself over the measured seconds, per call.
 
 #[path = "pooler/drive.rs"]
 mod drive;
@@ -47,7 +48,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use affinity_testkit::pgbouncer::PgBouncer;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use tonic::transport::Endpoint;
 use uuid::Uuid;
@@ -128,6 +129,7 @@ async fn main() -> Result<()> {
     let data = std::sync::Arc::new(drive::seed(&channel, org, &token).await?);
     seeder.stop().await?;
 
+    let postmaster = procfs::postmaster_pid(cluster.data_dir()).context("postmaster.pid")?;
     let mut windows: Vec<Window> = Vec::new();
     for round in 0..args.rounds {
         let order = match round % 2 {
@@ -141,7 +143,12 @@ async fn main() -> Result<()> {
                 replicas.push(service::Service::start(&settings(side), &name).await?.0);
             }
             let addrs: Vec<_> = replicas.iter().map(|r| r.grpc_addr).collect();
-            let w = drive::window(&args, side, &addrs, &data, &pool).await?;
+            let pids = drive::Pids {
+                services: replicas.iter().map(|r| r.pid).collect(),
+                bouncer: (side == Side::Pooled).then(|| bouncer.pid()).flatten(),
+                postmaster,
+            };
+            let w = drive::window(&args, side, &addrs, &data, &pool, &pids).await?;
             eprintln!(
                 "round {round} {}: {:.0} calls/s, {} errors, peak {} server connections",
                 side.name(),

@@ -15,11 +15,8 @@ use common::server::{authed, code, service_token, TestServer, SECRET};
 use common::wait::{eventually, seen};
 use uuid::Uuid;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pointed_at_a_transaction_pooler_without_the_direct_url_the_service_refuses_to_start_naming_it(
-) {
-    let (db, bouncer) = pooled_db().await;
-    let config = affinity_testkit::test_config(bouncer.url("affinity"), SECRET);
+/// How `server::run` with `config` ends at start: its error.
+async fn refusal_at_start(config: affinity::config::Config) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");
@@ -27,7 +24,36 @@ async fn pointed_at_a_transaction_pooler_without_the_direct_url_the_service_refu
     let ended = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the service gave up at start");
-    let e = format!("{:#}", ended.expect_err("refused to start"));
+    format!("{:#}", ended.expect_err("refused to start"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_direct_url_without_database_url_is_refused_at_start_naming_both() {
+    let data = tempfile::tempdir().expect("a data directory");
+    let mut config = affinity_testkit::test_config(String::new(), SECRET);
+    config.database_url = None;
+    config.data_dir = Some(data.path().to_path_buf());
+    config.direct_database_url = Some("postgres://localhost/affinity".into());
+    let e = refusal_at_start(config).await;
+    assert!(
+        e.contains("AFFINITY_DIRECT_DATABASE_URL is set without DATABASE_URL"),
+        "{e}"
+    );
+    // Refused before the embedded database was made there.
+    assert_eq!(
+        std::fs::read_dir(data.path())
+            .expect("the directory")
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pointed_at_a_transaction_pooler_without_the_direct_url_the_service_refuses_to_start_naming_it(
+) {
+    let (db, bouncer) = pooled_db().await;
+    let config = affinity_testkit::test_config(bouncer.url("affinity"), SECRET);
+    let e = refusal_at_start(config).await;
     assert!(e.contains("AFFINITY_DIRECT_DATABASE_URL"), "{e}");
     assert!(e.contains("transaction-mode pooler"), "{e}");
     // It stopped before migrating anything.

@@ -117,6 +117,25 @@ pub async fn seed(channel: &Channel, org: Uuid, token: &str) -> Result<Data> {
     })
 }
 
+/// The processes whose CPU a window counts.
+pub struct Pids {
+    pub services: Vec<u32>,
+    /// PgBouncer, on the pooled side.
+    pub bouncer: Option<u32>,
+    pub postmaster: u32,
+}
+
+/// CPU seconds so far: the services, PgBouncer, PostgreSQL, the benchmark.
+fn cpu(p: &Pids) -> [f64; 4] {
+    use crate::procfs::{cpu_secs, postgres_cpu_secs};
+    [
+        p.services.iter().filter_map(|&pid| cpu_secs(pid)).sum(),
+        p.bouncer.and_then(cpu_secs).unwrap_or(0.0),
+        postgres_cpu_secs(p.postmaster).unwrap_or(0.0),
+        cpu_secs(std::process::id()).unwrap_or(0.0),
+    ]
+}
+
 /// One side's measured window.
 pub struct Window {
     pub side: Side,
@@ -126,6 +145,9 @@ pub struct Window {
     /// Milliseconds, sorted.
     pub latencies: Vec<f64>,
     pub peak_connections: i64,
+    /// CPU milliseconds per call: the services, PgBouncer, PostgreSQL, the
+    /// benchmark's callers.
+    pub cpu_ms: [f64; 4],
 }
 
 impl Window {
@@ -202,6 +224,7 @@ pub async fn window(
     addrs: &[SocketAddr],
     data: &Arc<Data>,
     pool: &PgPool,
+    pids: &Pids,
 ) -> Result<Window> {
     let mut channels = Vec::new();
     for a in addrs {
@@ -257,16 +280,22 @@ pub async fn window(
             peak
         })
     };
+    tokio::time::sleep_until(begin.into()).await;
+    let cpu_before = cpu(pids);
     let (mut latencies, mut errors) = (Vec::new(), 0);
     while let Some(r) = callers.join_next().await {
         let (l, e) = r?;
         latencies.extend(l);
         errors += e;
     }
+    let cpu_after = cpu(pids);
     stop.store(true, Ordering::Relaxed);
     let peak_connections = sampler.await?;
     latencies.sort_by(f64::total_cmp);
+    let calls = latencies.len().max(1) as f64;
+    let cpu_ms = std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1000.0 / calls);
     Ok(Window {
+        cpu_ms,
         side,
         calls: latencies.len() as u64,
         errors,
@@ -295,7 +324,7 @@ pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) 
          Produced by `benches/pooler.rs` (its header says how each part is measured).\n\n\
          - Command: `{}`\n- Date: {now}; code: {}\n- Machine: {}\n- Database: {versions}; PgBouncer 1.18 (Debian), transaction mode\n\
          - Whole run: {:.1} minutes\n\n\
-         | round | side | calls/s | errors | p50 / p99 ms | peak server connections |\n| --- | --- | --- | --- | --- | --- |\n",
+         | round | side | calls/s | errors | p50 / p99 ms | peak server connections | CPU ms per call: services, PgBouncer, PostgreSQL, callers |\n| --- | --- | --- | --- | --- | --- | --- |\n",
         args.replicas,
         args.server_connections,
         crate::provenance::command_line("pooler"),
@@ -305,14 +334,18 @@ pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) 
     );
     for (i, w) in windows.iter().enumerate() {
         s += &format!(
-            "| {} | {} | {:.0} | {} | {:.2} / {:.2} | {} |\n",
+            "| {} | {} | {:.0} | {} | {:.2} / {:.2} | {} | {:.2}, {:.2}, {:.2}, {:.2} |\n",
             i / 2 + 1,
             w.side.name(),
             w.rate(),
             w.errors,
             pct(&w.latencies, 0.5),
             pct(&w.latencies, 0.99),
-            w.peak_connections
+            w.peak_connections,
+            w.cpu_ms[0],
+            w.cpu_ms[1],
+            w.cpu_ms[2],
+            w.cpu_ms[3],
         );
     }
     let side = |side: Side| -> (f64, f64, f64, i64, u64) {

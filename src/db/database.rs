@@ -29,6 +29,12 @@ impl Database {
                 embedded: None,
             });
         }
+        if config.direct_database_url.is_some() {
+            anyhow::bail!(
+                "AFFINITY_DIRECT_DATABASE_URL is set without DATABASE_URL: set both (the \
+                 pooler's URL and the database's), or neither for the embedded database"
+            );
+        }
         let dir = config.data_dir();
         tracing::info!(data_dir = %dir.display(), "starting the embedded PostgreSQL");
         let db = EmbeddedDb::start(&dir).await?;
