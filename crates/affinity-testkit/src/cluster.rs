@@ -1,11 +1,17 @@
 //! Throwaway PostgreSQL clusters for tests: the library's [`PgCluster`] in a
 //! temporary directory, plus what only tests do to a server (abrupt stops,
-//! a standby that refuses connections, its promotion).
+//! a standby that refuses connections, its promotion, a streaming replica).
 
 use std::ops::{Deref, DerefMut};
+use std::process::Command;
 
-use affinity::db::cluster::{ClusterOptions, PgCluster};
+use affinity::db::cluster::{find_bin_dir, ClusterOptions, PgCluster, SOCKET_PORT, SUPERUSER};
 use anyhow::{bail, Context, Result};
+
+use crate::child::{give_to, is_root};
+
+/// Who PostgreSQL's tools run as when we are root.
+const RUN_AS: &str = "postgres";
 
 /// How `pg_ctl stop` ends the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +94,58 @@ impl TempCluster {
         self.start_stopped(&[("hot_standby".to_string(), "off".to_string())])
     }
 
+    /// A streaming replica of this server, as deployments make one: a base
+    /// backup taken with `pg_basebackup -R` (which writes `standby.signal`
+    /// and the connection to this server) into a directory of its own,
+    /// started as a hot standby on a socket of its own. Stopping this
+    /// server first stops the replica's streaming, not the replica.
+    pub fn start_streaming_replica(&self) -> Result<TempCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("affinity-pg-replica-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        if is_root() {
+            give_to(dir.path(), RUN_AS)?;
+        }
+        let data = dir.path().join("data");
+        let tool = find_bin_dir()?.join("pg_basebackup");
+        let mut command = match is_root() {
+            true => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", RUN_AS, "--"]).arg(tool);
+                c
+            }
+            false => Command::new(tool),
+        };
+        let out = command
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync", "-U", SUPERUSER, "-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &SOCKET_PORT.to_string()])
+            .output()
+            .context("running pg_basebackup")?;
+        if !out.status.success() {
+            bail!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // The copy holds this server's socket lock file (its socket lives in
+        // its data directory) and log: the replica makes its own.
+        for copied in [format!(".s.PGSQL.{SOCKET_PORT}.lock"), "server.log".into()] {
+            let _ = std::fs::remove_file(data.join(copied));
+        }
+        let cluster = PgCluster::start(
+            &data,
+            &ClusterOptions {
+                ephemeral: true,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self { cluster, _dir: dir })
+    }
+
     /// Ends the standby mode of [`TempCluster::start_refusing_connections`]:
     /// the server accepts connections again (on a new timeline), with
     /// every committed transaction.
@@ -134,6 +192,48 @@ mod tests {
         assert!(cluster.start_refusing_connections().is_err());
         drop(cluster);
         assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_streaming_replica_answers_reads_and_receives_what_is_committed_after() {
+        use sqlx::Connection;
+        let primary = TempCluster::start().expect("starting");
+        let mut writer = sqlx::PgConnection::connect(&primary.url("postgres"))
+            .await
+            .expect("connecting to the primary");
+        sqlx::raw_sql("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+            .execute(&mut writer)
+            .await
+            .expect("writing");
+        let replica = primary.start_streaming_replica().expect("a replica");
+        let mut reader = sqlx::PgConnection::connect(&replica.url("postgres"))
+            .await
+            .expect("connecting to the replica");
+        let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut reader)
+            .await
+            .expect("asking the replica");
+        assert!(standby);
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut writer)
+            .await
+            .expect("writing again");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+                .fetch_one(&mut reader)
+                .await
+                .expect("reading the replica");
+            if n == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not replicated: {n}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let refused = sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut reader)
+            .await;
+        assert!(refused.is_err(), "a replica takes no writes");
     }
 
     #[test]

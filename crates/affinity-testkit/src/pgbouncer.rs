@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use affinity::db::cluster::{SOCKET_PORT, SUPERUSER};
 
-use crate::child::{die_with_parent, spawn_from_lasting_thread};
+use crate::child::{die_with_parent, give_to, is_root, spawn_from_lasting_thread};
 use anyhow::{bail, Context, Result};
 use sqlx::Connection;
 
@@ -59,7 +59,7 @@ impl PgBouncer {
             format!("\"{SUPERUSER}\" \"\"\n"),
         )?;
         if is_root() {
-            chown(dir.path())?;
+            give_to(dir.path(), RUN_AS)?;
         }
         let mut bouncer = PgBouncer { child: None, dir };
         bouncer.launch().await?;
@@ -149,24 +149,6 @@ impl Drop for PgBouncer {
     fn drop(&mut self) {
         let _ = self.kill();
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn chown(dir: &Path) -> Result<()> {
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{RUN_AS}:"))
-        .arg(dir)
-        .status()
-        .context("running chown")?;
-    if !status.success() {
-        bail!("could not give {} to {RUN_AS}", dir.display());
-    }
-    Ok(())
 }
 
 fn user_ids(name: &str) -> Result<(u32, u32)> {
