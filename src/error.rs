@@ -50,6 +50,16 @@ impl ApiError {
         ApiError::InvalidArgument(msg.into())
     }
 
+    /// Whether this maps to UNAVAILABLE: the database could not take the
+    /// call at all (another database may).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ApiError::Unavailable(_) => true,
+            ApiError::Database(e) => is_unavailable_error(e),
+            _ => false,
+        }
+    }
+
     /// The database does not answer (the probe says so, or a call found out).
     pub fn database_unavailable() -> Self {
         ApiError::Unavailable(DATABASE_UNAVAILABLE.into())
@@ -120,18 +130,30 @@ impl From<ApiError> for Status {
     }
 }
 
-fn database_status(err: &sqlx::Error) -> Status {
-    let unavailable = || Status::unavailable(DATABASE_UNAVAILABLE);
+/// Whether the database could not take the call at all: gone, refusing,
+/// shutting down, out of connections (UNAVAILABLE to clients).
+fn is_unavailable_error(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => {
-            tracing::warn!(error = %err, "database unavailable");
-            unavailable()
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
         }
+        _ => false,
+    }
+}
+
+fn database_status(err: &sqlx::Error) -> Status {
+    if is_unavailable_error(err) {
+        tracing::warn!(error = %err, "database unavailable");
+        return Status::unavailable(DATABASE_UNAVAILABLE);
+    }
+    match err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match code.as_str() {
@@ -144,10 +166,6 @@ fn database_status(err: &sqlx::Error) -> Status {
                 "57014" => Status::deadline_exceeded(
                     "the query was cancelled: deadline or statement timeout",
                 ),
-                c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
-                    tracing::warn!(error = %err, "database unavailable");
-                    unavailable()
-                }
                 _ => {
                     tracing::error!(error = %err, sqlstate = %code, "database error");
                     Status::internal("internal error; it has been logged")

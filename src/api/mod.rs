@@ -35,6 +35,7 @@ mod texts;
 
 mod metadata;
 mod query_text;
+mod reads;
 mod request;
 mod search;
 mod search_filter;
@@ -42,6 +43,6 @@ mod state;
 
 pub use request::{
     entity_ref, entity_type, limit, parse_uuid, principal, require_service, required_text,
-    threshold, timestamp, to_timestamp, MAX_IDEMPOTENCY_KEY,
+    threshold, timestamp, to_timestamp, wants_fresh_read, MAX_IDEMPOTENCY_KEY,
 };
-pub use state::{deadline, ApiState, CallDb};
+pub use state::{deadline, ApiState, CallDb, ReadReplica};

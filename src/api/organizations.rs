@@ -6,6 +6,7 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::{parse_uuid, principal, require_service, to_timestamp, ApiState};
+use crate::api::reads::read;
 use crate::auth::Principal;
 use crate::caches::Follower as _;
 use crate::error::{ApiError, ApiResult};
@@ -262,9 +263,7 @@ impl OrganizationsApi {
         let p = principal(&req)?;
         let org = parse_uuid("organization_id", &req.get_ref().organization_id)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let mut db = self.state.db(&req).await?;
-        let rows = store::members(db.conn(), org).await?;
-        db.finish().await?;
+        let rows = read!(&self.state, &req, |db| Ok(store::members(db, org).await?));
         Ok(proto::ListMembersResponse {
             members: rows.into_iter().map(member).collect(),
         })

@@ -123,3 +123,15 @@ pub fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
         nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
+
+/// Whether the client asked for an answer read from the database now
+/// (`cache-control: no-cache`), e.g. right after writing through another
+/// replica: no cache answers it, and no read replica either.
+pub fn wants_fresh_read<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+}

@@ -14,6 +14,7 @@ use super::{
     deadline, entity_ref, entity_type, limit, parse_uuid, principal, required_text, threshold,
     ApiState,
 };
+use crate::api::reads::read;
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, similarity_service_server::SimilarityService};
 use crate::store::organizations::OrgRole;
@@ -77,19 +78,18 @@ impl SimilarityApi {
             targets.push(etype.clone());
         }
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
-        let mut db = self.state.db(&req).await?;
-
-        // An item with embeddings only in another organization is, here, an
-        // item without embeddings: nothing of that organization is revealed.
-        if !store::has_embedding(db.conn(), org, &etype, eid).await? {
-            return Err(ApiError::NotFound(format!(
-                "{etype} {eid} has no embedding in organization {org}"
-            )));
-        }
-        let rows =
-            store::find_similar_content(db.conn(), org, &etype, eid, threshold, k as i32, &targets)
-                .await?;
-        db.finish().await?;
+        let rows = read!(&self.state, &req, |db| {
+            // An item with embeddings only in another organization is,
+            // here, an item without embeddings: nothing of that
+            // organization is revealed.
+            if !store::has_embedding(&mut *db, org, &etype, eid).await? {
+                return Err(ApiError::NotFound(format!(
+                    "{etype} {eid} has no embedding in organization {org}"
+                )));
+            }
+            let k = k as i32;
+            Ok(store::find_similar_content(db, org, &etype, eid, threshold, k, &targets).await?)
+        });
         let items = rows
             .into_iter()
             .filter(|row| {
@@ -125,21 +125,16 @@ impl SimilarityApi {
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
 
         let cast = self.state.index_cast(r.vector.len() as i32)?;
-        let mut db = self.state.db(&req).await?;
-        let hits = store::search(
-            db.conn(),
-            &store::VectorQuery {
-                organization_id: org,
-                vector: &r.vector,
-                cast,
-                model,
-                entity_types: (!types.is_empty()).then_some(types.as_slice()),
-                threshold,
-                max_results: k,
-            },
-        )
-        .await?;
-        db.finish().await?;
+        let query = store::VectorQuery {
+            organization_id: org,
+            vector: &r.vector,
+            cast,
+            model,
+            entity_types: (!types.is_empty()).then_some(types.as_slice()),
+            threshold,
+            max_results: k,
+        };
+        let hits = read!(&self.state, &req, |db| Ok(store::search(db, &query).await?));
         let items = hits
             .into_iter()
             .map(|h| item(h.entity_type, h.entity_id, h.similarity))

@@ -13,9 +13,10 @@ use crate::caches::{MembershipCache, MetricsCache};
 use crate::config::Config;
 use crate::db::pool::{CallConn, CountedPool};
 use crate::db::reachability::Reachability;
+use crate::db::replica::ReplicaState;
 use crate::embedding::EmbeddingClient;
 use crate::error::{ApiError, ApiResult};
-use crate::observability::CacheCounters;
+use crate::observability::{CacheCounters, ReadCounters};
 use crate::store::organizations::OrgRole;
 use crate::store::similarity::{self as similarity_store, IndexCast};
 use crate::transport::deadline::Deadline;
@@ -34,6 +35,15 @@ pub struct ApiState {
     /// The text model's endpoint, when one is configured.
     pub embedder: Option<EmbeddingClient>,
     db: OnceLock<Database>,
+    /// The read replica, when one is configured (`super::reads`).
+    replica: OnceLock<ReadReplica>,
+}
+
+/// A read replica: its pool, the probe's view of it, where reads went.
+pub struct ReadReplica {
+    pub pool: CountedPool,
+    pub state: ReplicaState,
+    pub counters: ReadCounters,
 }
 
 struct Database {
@@ -58,15 +68,29 @@ impl ApiState {
             reachability: Reachability::new(),
             embedder,
             db: OnceLock::new(),
+            replica: OnceLock::new(),
         }
     }
 
     /// Marks the database ready: reads the searchable dimensions.
     pub async fn set_ready(&self, pool: CountedPool) -> anyhow::Result<()> {
-        let casts = similarity_store::index_casts(pool.pool()).await?;
+        // A call's connection: behind a pooler, statements run in a transaction.
+        let mut conn = pool.acquire_call(None).await?;
+        let casts = similarity_store::index_casts(&mut *conn).await?;
+        conn.finish().await?;
         let dimensions = casts.into_iter().map(|c| (c.dimension, c)).collect();
         let _ = self.db.set(Database { pool, dimensions });
         Ok(())
+    }
+
+    /// Sends reads that may lag to `replica` from now on.
+    pub fn set_replica(&self, replica: ReadReplica) {
+        let _ = self.replica.set(replica);
+    }
+
+    /// The read replica, when one is configured.
+    pub fn read_replica(&self) -> Option<&ReadReplica> {
+        self.replica.get()
     }
 
     /// The HNSW index cast of a dimension that `check_vector` accepted.
@@ -209,7 +233,7 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
 /// The time left before a call's deadline, in milliseconds, as the
 /// statement timeout of its transaction; None without a deadline (the call
 /// runs outside a transaction).
-fn timeout_ms(deadline: Option<Deadline>) -> ApiResult<Option<u128>> {
+pub(super) fn timeout_ms(deadline: Option<Deadline>) -> ApiResult<Option<u128>> {
     let Some(deadline) = deadline else {
         return Ok(None);
     };

@@ -44,6 +44,12 @@ pub struct Config {
     #[arg(long, env = "AFFINITY_DIRECT_DATABASE_URL", hide_env_values = true)]
     pub direct_database_url: Option<String>,
 
+    /// A streaming replica of the database for reads that may lag
+    /// (searches, lists, rankings); the primary takes them while it does not
+    /// answer, and whenever a call sends `cache-control: no-cache`.
+    #[arg(long, env = "AFFINITY_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
     /// Data directory of the embedded database (and of its generated JWT
     /// secret). Default: $XDG_DATA_HOME/affinity, else ~/.local/share/affinity.
     #[arg(long, env = "AFFINITY_DATA_DIR")]
@@ -231,6 +237,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "direct_database_url",
                 &self.direct_database_url.as_deref().map(redact_url_password),
+            )
+            .field(
+                "read_database_url",
+                &self.read_database_url.as_deref().map(redact_url_password),
             )
             .field("data_dir", &self.data_dir)
             .field("listen_addr", &self.listen_addr)

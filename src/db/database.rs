@@ -7,7 +7,9 @@
 use sqlx::PgPool;
 
 use super::embedded::EmbeddedDb;
-use super::pool::{connect_pooled, connect_with_retry, connect_with_timeout, url_options};
+use super::pool::{
+    connect_pooled, connect_with_retry, connect_with_timeout, lazy_pool, url_options,
+};
 use super::pooler;
 use crate::config::Config;
 
@@ -107,6 +109,26 @@ impl Database {
                 .await
             }
         }
+    }
+
+    /// The read replica's pool (AFFINITY_READ_DATABASE_URL), connecting on
+    /// first use; it is reached as DATABASE_URL is (behind a pooler when
+    /// the direct URL is set).
+    pub fn read_pool(
+        &self,
+        config: &Config,
+        types: &'static [&'static str],
+    ) -> anyhow::Result<Option<PgPool>> {
+        let Some(url) = &config.read_database_url else {
+            return Ok(None);
+        };
+        let types = self.pooled().then_some(types);
+        Ok(Some(lazy_pool(
+            url,
+            config.db_max_connections,
+            config.statement_timeout(),
+            types,
+        )?))
     }
 
     /// Behind a pooler, a pool on the direct URL of `size` connections for

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod pool;
 pub mod pooler;
 pub mod reachability;
+pub mod replica;
 pub mod rollback;
 pub mod sql;
 mod warm;

@@ -68,6 +68,31 @@ pub async fn connect_pooled(
     retrying(pool, options).await
 }
 
+/// A pool like the calls' (direct, or behind a pooler when `types` is
+/// given), that connects on first use: a read replica may be down at start.
+pub fn lazy_pool(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+    types: Option<&'static [&'static str]>,
+) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(2));
+    Ok(match types {
+        Some(types) => pool
+            .after_connect(move |conn, _| Box::pin(pooler::resolve_types(conn, types)))
+            .connect_lazy_with(pooler::pooled_options(url_options(url)?)),
+        None => {
+            let mut options = url_options(url)?.options([("jit", "off".to_string())]);
+            if let Some(t) = statement_timeout {
+                options = options.options([("statement_timeout", t.as_millis().to_string())]);
+            }
+            pool.connect_lazy_with(options)
+        }
+    })
+}
+
 async fn retrying(pool: PgPoolOptions, options: PgConnectOptions) -> anyhow::Result<PgPool> {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1u32;

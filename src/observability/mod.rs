@@ -6,5 +6,5 @@ pub mod registry;
 pub mod vectorizer;
 
 pub use layer::{ObserveLayer, REQUEST_ID};
-pub use registry::{CacheCounters, Metrics, PoolStats};
+pub use registry::{CacheCounters, Metrics, PoolStats, ReadCounters};
 pub use vectorizer::VectorizerMetrics;

@@ -8,8 +8,8 @@ use super::vectorizer::VectorizerMetrics;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Every series of one server.
@@ -26,8 +26,22 @@ pub struct Metrics {
     cache: CacheCounters,
     metrics_cache: CacheCounters,
     pool: OnceLock<PoolSampler>,
+    reads: IntCounterVec,
+    replica_up: IntGauge,
+    replica_lag: Gauge,
+    replica: OnceLock<ReplicaSampler>,
     pub vectorizer: VectorizerMetrics,
 }
+
+/// Where reads that may lag went, with a read replica configured.
+#[derive(Clone, Debug)]
+pub struct ReadCounters {
+    pub replica: IntCounter,
+    pub primary: IntCounter,
+}
+
+/// The read replica at one moment: whether it answers, its lag in seconds.
+type ReplicaSampler = Box<dyn Fn() -> (bool, f64) + Send + Sync>;
 
 /// The calls' pool at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +158,26 @@ impl Metrics {
             ),
             &["job", "outcome"],
         )?;
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "affinity_db_reads_total",
+                "Reads that may lag (searches, lists, rankings) by the database that served \
+                 them, with a read replica configured: replica or primary.",
+            ),
+            &["database"],
+        )?;
+        let replica_up = IntGauge::new(
+            "affinity_read_replica_up",
+            "1 while the read replica answers the probe (at scrape time).",
+        )?;
+        let replica_lag = Gauge::new(
+            "affinity_read_replica_lag_seconds",
+            "The read replica's replay lag as the probe last saw it (0 when all it received \
+             is replayed).",
+        )?;
+        registry.register(Box::new(reads.clone()))?;
+        registry.register(Box::new(replica_up.clone()))?;
+        registry.register(Box::new(replica_lag.clone()))?;
         let cache_vec = permission_cache_vec();
         let metrics_cache_vec = metrics_cache_vec();
         registry.register(Box::new(jobs.clone()))?;
@@ -172,6 +206,10 @@ impl Metrics {
             cache: CacheCounters::from_vec(&cache_vec),
             metrics_cache: CacheCounters::from_vec(&metrics_cache_vec),
             pool: OnceLock::new(),
+            reads,
+            replica_up,
+            replica_lag,
+            replica: OnceLock::new(),
             vectorizer,
         })
     }
@@ -192,6 +230,19 @@ impl Metrics {
     ) {
         self.pool_max.set(i64::from(max_connections));
         let _ = self.pool.set(Box::new(sample));
+    }
+
+    /// The read replica's counters, and its state read by `sample` at
+    /// every scrape.
+    pub fn set_replica(
+        &self,
+        sample: impl Fn() -> (bool, f64) + Send + Sync + 'static,
+    ) -> ReadCounters {
+        let _ = self.replica.set(Box::new(sample));
+        ReadCounters {
+            replica: self.reads.with_label_values(&["replica"]),
+            primary: self.reads.with_label_values(&["primary"]),
+        }
     }
 
     /// How many migrations the database records as applied.
@@ -229,6 +280,11 @@ impl Metrics {
             let connections = &self.pool_connections;
             connections.with_label_values(&["idle"]).set(stats.idle);
             connections.with_label_values(&["in_use"]).set(stats.in_use);
+        }
+        if let Some(sample) = self.replica.get() {
+            let (up, lag) = sample();
+            self.replica_up.set(i64::from(up));
+            self.replica_lag.set(lag);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

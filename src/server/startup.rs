@@ -10,10 +10,12 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 
 use super::shutdown::AbortOnDrop;
-use crate::api::ApiState;
+use crate::api::{ApiState, ReadReplica};
 use crate::caches::follow::{self, Follower};
 use crate::config::Config;
 use crate::db::pool::CountedPool;
+use crate::db::reachability::Reachability;
+use crate::db::replica::ReplicaState;
 use crate::db::{migrate, pooler, Database};
 use crate::embedding::EmbeddingClient;
 use crate::observability::{Metrics, PoolStats};
@@ -63,8 +65,20 @@ pub(super) async fn prepare(
         db.calls_pool(config, store::SQL_TYPES).await?,
         state.reachability.clone(),
         config.warm_connections.is_on(),
-        per_call,
+        per_call.clone(),
     );
+    if let Some(read) = db.read_pool(config, store::SQL_TYPES)? {
+        let replica = ReplicaState::new();
+        let sampled = replica.clone();
+        let counters = metrics.set_replica(move || (sampled.is_up(), sampled.lag_secs()));
+        state.set_replica(ReadReplica {
+            // Not kept warm: sqlx's pool checks a connection before a call
+            // takes it, so a replica that went away is noticed before use.
+            pool: CountedPool::new(read, Reachability::new(), false, per_call),
+            state: replica,
+            counters,
+        });
+    }
     state.set_ready(pool.clone()).await?;
     if let Some(embedder) = &state.embedder {
         // Vectors of a dimension without an index could not be searched.
@@ -149,8 +163,14 @@ pub(super) async fn background(
 }
 
 /// Starts the probe of the database's reachability (after health follows
-/// it, so that no change goes unseen); stopped when dropped.
-pub(super) fn probe(state: &ApiState, pool: &CountedPool) -> AbortOnDrop {
+/// it, so that no change goes unseen), and the read replica's if there is
+/// one; stopped when dropped.
+pub(super) fn probe(state: &ApiState, pool: &CountedPool) -> (AbortOnDrop, Option<AbortOnDrop>) {
     let options = (*pool.pool().connect_options()).clone();
-    AbortOnDrop(tokio::spawn(state.reachability.clone().probe(options)))
+    let primary = AbortOnDrop(tokio::spawn(state.reachability.clone().probe(options)));
+    let replica = state.read_replica().map(|r| {
+        let options = (*r.pool.pool().connect_options()).clone();
+        AbortOnDrop(tokio::spawn(r.state.clone().probe(options)))
+    });
+    (primary, replica)
 }

@@ -117,10 +117,20 @@ impl TempCluster {
             }
             false => Command::new(tool),
         };
+        // A fast checkpoint: the default spreads it over minutes.
         let out = command
             .arg("-D")
             .arg(&data)
-            .args(["-R", "-X", "stream", "--no-sync", "-U", SUPERUSER, "-h"])
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+                "-U",
+                SUPERUSER,
+                "-h",
+            ])
             .arg(self.socket_dir())
             .args(["-p", &SOCKET_PORT.to_string()])
             .output()

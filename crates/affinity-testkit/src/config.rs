@@ -10,6 +10,7 @@ pub fn test_config(database_url: String, jwt_secret: &str) -> Config {
     Config {
         database_url: Some(database_url),
         direct_database_url: None,
+        read_database_url: None,
         data_dir: None,
         listen_addr: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
         jwt_secret: Some(jwt_secret.to_string()),

@@ -14,6 +14,7 @@ use tonic::Request;
 use uuid::Uuid;
 
 use super::{deadline, limit, parse_uuid, principal, ApiState};
+use crate::api::reads::read;
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, ai_context_service_server::AiContextService};
 use crate::store::ai_context::{self as store, Cursor, ListFilter};
@@ -142,13 +143,15 @@ impl AiContextApi {
         let after = decode_page_token(&r.page_token, org, &filter)?;
         self.state.authorize(&p, org, OrgRole::Viewer).await?;
         // One row more than the page tells whether another page follows.
-        let mut db = self.state.db(&req).await?;
-        let mut rows = store::list(db.conn(), org, &filter, after, page_size + 1).await?;
-        let more = rows.len() as i64 > page_size;
-        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-        let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
-        let mut feedback = by_entry(store::feedback::of_entries(db.conn(), org, &ids).await?);
-        db.finish().await?;
+        let (rows, more, feedback) = read!(&self.state, &req, |db| {
+            let mut rows = store::list(&mut *db, org, &filter, after, page_size + 1).await?;
+            let more = rows.len() as i64 > page_size;
+            rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+            let ids: Vec<Uuid> = rows.iter().map(|e| e.id).collect();
+            let feedback = store::feedback::of_entries(db, org, &ids).await?;
+            Ok((rows, more, feedback))
+        });
+        let mut feedback = by_entry(feedback);
         let next_page_token = match rows.last() {
             Some(last) if more => encode_page_token(
                 org,

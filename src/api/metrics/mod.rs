@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use tonic::Request;
 
 use super::{
-    deadline, entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp, ApiState,
-    MAX_IDEMPOTENCY_KEY,
+    deadline, entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp,
+    wants_fresh_read, ApiState, MAX_IDEMPOTENCY_KEY,
 };
 use crate::caches::metrics::{Key as CacheKey, Lookup};
 use crate::caches::Follower as _;
@@ -101,18 +101,6 @@ fn time_zone(value: &str) -> ApiResult<chrono_tz::Tz> {
     } else {
         Err(bad())
     }
-}
-
-/// Whether the client asked for an answer read from the database now
-/// (`cache-control: no-cache`), e.g. right after writing through another
-/// replica.
-fn wants_fresh_read<T>(req: &Request<T>) -> bool {
-    req.metadata()
-        .get_all("cache-control")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
 }
 
 /// The months that deserve a partition: the span of the points near now.

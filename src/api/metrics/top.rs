@@ -3,6 +3,7 @@
 use tonic::Request;
 
 use super::{range, MetricsApi, MAX_METRIC_NAME};
+use crate::api::reads::read;
 use crate::api::{entity_type, limit, parse_uuid, principal, required_text};
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, TopBy};
@@ -37,21 +38,16 @@ impl MetricsApi {
         let by = rank_by(r.by)?;
         let (start, end) = range(r.start.as_ref(), r.end.as_ref())?;
         let limit = limit("max_results", r.max_results, DEFAULT_RESULTS)?;
-        let mut db = self.state.db(&req).await?;
-        let ranked = store::top(
-            db.conn(),
-            &Ranking {
-                org,
-                entity_type: &entity_type,
-                metric_name,
-                by,
-                start,
-                end,
-                limit,
-            },
-        )
-        .await?;
-        db.finish().await?;
+        let ranking = Ranking {
+            org,
+            entity_type: &entity_type,
+            metric_name,
+            by,
+            start,
+            end,
+            limit,
+        };
+        let ranked = read!(&self.state, &req, |db| Ok(store::top(db, &ranking).await?));
         let entities = ranked
             .into_iter()
             .map(|(id, value)| proto::RankedEntity {

@@ -1,0 +1,182 @@
+//! Reads on a real streaming replica (`pg_basebackup -R` of the test's
+//! cluster, `AFFINITY_READ_DATABASE_URL`): searches and lists go there,
+//! shown by the service's counters; a call that must read its own write
+//! sends `cache-control: no-cache` and the primary serves it; a stopped
+//! replica sends reads to the primary without a failed call; the lag is a
+//! Prometheus gauge.
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use affinity::proto;
+use affinity_testkit::cluster::{ShutdownMode, TempCluster};
+use common::server::{authed, code, service_token, Tenant, TestServer};
+use common::wait::{eventually, seen};
+use common::{sample, scrape, TestDb};
+use uuid::Uuid;
+
+const REPLICA_READS: &str = "affinity_db_reads_total{database=\"replica\"}";
+const PRIMARY_READS: &str = "affinity_db_reads_total{database=\"primary\"}";
+
+/// A server whose reads may go to a streaming replica of its database.
+async fn with_replica() -> (TestServer, TempCluster) {
+    let mut db = TestDb::empty().await;
+    let replica = db
+        .cluster()
+        .start_streaming_replica()
+        .expect("a streaming replica");
+    let url = replica.url("affinity");
+    let s = TestServer::start_with_metrics_on(db, |c| c.read_database_url = Some(url)).await;
+    (s, replica)
+}
+
+async fn counter(s: &TestServer, series: &str) -> f64 {
+    let addr = s.metrics_addr.expect("a metrics endpoint");
+    sample(&scrape(addr).await, series).unwrap_or(0.0)
+}
+
+fn members(t: &Tenant) -> tonic::Request<proto::ListMembersRequest> {
+    authed(
+        proto::ListMembersRequest {
+            organization_id: t.org.to_string(),
+        },
+        &t.token,
+    )
+}
+
+fn fresh<T>(mut req: tonic::Request<T>) -> tonic::Request<T> {
+    req.metadata_mut()
+        .insert("cache-control", "no-cache".parse().expect("a header value"));
+    req
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_go_to_the_replica_and_a_no_cache_read_sees_its_own_write_on_the_primary() {
+    let (s, _replica) = with_replica().await;
+    let t = s.new_tenant().await;
+    // The replica serves the list once its probe is up and it has caught
+    // up with the organization.
+    eventually(Duration::from_secs(30), || async {
+        let got = s.orgs().list_members(members(&t)).await;
+        let n = got.as_ref().map_or(0, |r| r.get_ref().members.len());
+        let served = counter(&s, REPLICA_READS).await;
+        seen(
+            n == 1 && served >= 1.0,
+            format!("{got:?}, {served} on the replica"),
+        )
+    })
+    .await;
+
+    // A write, then its read with no-cache: the primary, at once.
+    let member = Uuid::new_v4();
+    s.add_member(t.org, member, proto::Role::Viewer).await;
+    let primary_before = counter(&s, PRIMARY_READS).await;
+    let listed = s
+        .orgs()
+        .list_members(fresh(members(&t)))
+        .await
+        .expect("ListMembers")
+        .into_inner();
+    assert_eq!(listed.members.len(), 2, "the write is read back");
+    assert_eq!(counter(&s, PRIMARY_READS).await, primary_before + 1.0);
+
+    // Searches go there too, once replicated.
+    let post = Uuid::new_v4();
+    let mut v = vec![0.0f32; 384];
+    v[0] = 1.0;
+    s.similarity()
+        .upsert_embeddings(authed(
+            proto::UpsertEmbeddingsRequest {
+                organization_id: t.org.to_string(),
+                embeddings: vec![proto::EmbeddingRecord {
+                    entity: Some(proto::EntityRef {
+                        entity_type: "post".into(),
+                        entity_id: post.to_string(),
+                    }),
+                    vector: v.clone(),
+                    model: "m".into(),
+                }],
+            },
+            &service_token(),
+        ))
+        .await
+        .expect("UpsertEmbeddings");
+    let replica_before = counter(&s, REPLICA_READS).await;
+    eventually(Duration::from_secs(30), || {
+        let (mut sim, v, token, org) = (s.similarity(), v.clone(), t.token.clone(), t.org);
+        async move {
+            let got = sim
+                .search_by_vector(authed(
+                    proto::SearchByVectorRequest {
+                        organization_id: org.to_string(),
+                        vector: v,
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await;
+            let n = got.as_ref().map_or(0, |r| r.get_ref().items.len());
+            seen(n == 1, format!("{got:?}"))
+        }
+    })
+    .await;
+    assert!(counter(&s, REPLICA_READS).await > replica_before);
+    let scraped = scrape(s.metrics_addr.expect("metrics")).await;
+    assert_eq!(sample(&scraped, "affinity_read_replica_up"), Some(1.0));
+    let lag = sample(&scraped, "affinity_read_replica_lag_seconds").expect("the lag gauge");
+    assert!(lag >= 0.0, "{lag}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_replica_sends_reads_to_the_primary_without_a_failed_call() {
+    let (s, mut replica) = with_replica().await;
+    let t = s.new_tenant().await;
+    eventually(Duration::from_secs(30), || async {
+        let n = s
+            .orgs()
+            .list_members(members(&t))
+            .await
+            .map_or(0, |r| r.get_ref().members.len());
+        seen(n == 1, "the replica has not caught up")
+    })
+    .await;
+
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (mut orgs, codes, stop, t) = (s.orgs(), codes.clone(), stop.clone(), t.clone());
+        load.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let got = orgs.list_members(members(&t)).await;
+                codes.lock().unwrap().push(code(got));
+            }
+        });
+    }
+    let primary_before = counter(&s, PRIMARY_READS).await;
+    replica
+        .stop_with(ShutdownMode::Fast)
+        .expect("stopping the replica");
+    // Reads keep being answered, by the primary.
+    eventually(Duration::from_secs(30), || async {
+        let served = counter(&s, PRIMARY_READS).await - primary_before;
+        seen(served >= 50.0, format!("{served} reads on the primary"))
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    let codes = codes.lock().unwrap().clone();
+    let failed: Vec<_> = codes.iter().filter(|c| **c != tonic::Code::Ok).collect();
+    assert!(failed.is_empty(), "{failed:?} of {} calls", codes.len());
+    // The probe notices too.
+    eventually(Duration::from_secs(10), || async {
+        let up = sample(
+            &scrape(s.metrics_addr.expect("metrics")).await,
+            "affinity_read_replica_up",
+        );
+        seen(up == Some(0.0), format!("affinity_read_replica_up {up:?}"))
+    })
+    .await;
+}
