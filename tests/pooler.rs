@@ -4,14 +4,13 @@
 //! a PgBouncer restart under load. Every RPC through it: pooler_rpcs.rs.
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use affinity::proto;
 use common::changes::metrics_caught_up;
+use common::load::MembersLoad;
 use common::pooler::{pooled_db, through};
-use common::server::{authed, code, service_token, TestServer, SECRET};
+use common::server::{viewer_allowed, TestServer, SECRET};
 use common::wait::{eventually, seen};
 use uuid::Uuid;
 
@@ -66,22 +65,6 @@ async fn pointed_at_a_transaction_pooler_without_the_direct_url_the_service_refu
     assert_eq!(tables, 0);
 }
 
-async fn allowed(channel: &tonic::transport::Channel, user: Uuid, org: Uuid) -> bool {
-    proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
-        .user_has_org_permission(authed(
-            proto::UserHasOrgPermissionRequest {
-                user_id: user.to_string(),
-                organization_id: org.to_string(),
-                required_role: proto::Role::Viewer as i32,
-            },
-            &service_token(),
-        ))
-        .await
-        .expect("UserHasOrgPermission")
-        .into_inner()
-        .allowed
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_pgbouncer_two_replicas_cache_and_a_change_through_one_reaches_the_other() {
     let (db, bouncer) = pooled_db().await;
@@ -94,7 +77,7 @@ async fn behind_pgbouncer_two_replicas_cache_and_a_change_through_one_reaches_th
     // That change's announcement (LISTEN is on the direct URL) has reached
     // the other replica; then its cache is warmed.
     metrics_caught_up(&other.channel, &s.db.pool, t.org).await;
-    assert!(allowed(&other.channel, viewer, t.org).await);
+    assert!(viewer_allowed(&other.channel, viewer, t.org).await);
 
     // The answer comes from its cache: a change the database does not
     // announce stays invisible there.
@@ -116,7 +99,7 @@ async fn behind_pgbouncer_two_replicas_cache_and_a_change_through_one_reaches_th
         .expect("deleting the member");
     metrics_caught_up(&other.channel, &s.db.pool, t.org).await;
     assert!(
-        allowed(&other.channel, viewer, t.org).await,
+        viewer_allowed(&other.channel, viewer, t.org).await,
         "from the cache"
     );
     sql("ALTER TABLE organization_members ENABLE TRIGGER organization_members_notify").await;
@@ -125,7 +108,7 @@ async fn behind_pgbouncer_two_replicas_cache_and_a_change_through_one_reaches_th
     // A revocation through one replica reaches the other within a second.
     assert!(s.remove_member(t.org, viewer, &t.token).await);
     eventually(Duration::from_secs(1), || async {
-        let got = allowed(&other.channel, viewer, t.org).await;
+        let got = viewer_allowed(&other.channel, viewer, t.org).await;
         seen(!got, "still allowed after the revocation")
     })
     .await;
@@ -139,61 +122,35 @@ async fn a_pgbouncer_restart_under_load_fails_calls_unavailable_at_worst_and_the
     let tweak = through(&bouncer, &db);
     let s = TestServer::start_with(db, tweak).await;
     let t = s.new_tenant().await;
-    let codes = Arc::new(Mutex::new(Vec::<tonic::Code>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (mut orgs, codes, stop, t) = (s.orgs(), codes.clone(), stop.clone(), t.clone());
-        load.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                // Not cached: every call reads the database.
-                let mut req = authed(
-                    proto::ListMembersRequest {
-                        organization_id: t.org.to_string(),
-                    },
-                    &t.token,
-                );
-                req.set_timeout(Duration::from_secs(5));
-                let got = orgs.list_members(req).await;
-                codes.lock().unwrap().push(code(got));
-            }
-        });
-    }
+    let load = MembersLoad::start(&s, &t, 4);
     let answered = |from: usize, n: usize| {
-        let codes = codes.clone();
+        let codes = load.codes();
         async move {
-            let c = codes.lock().unwrap();
-            let ok = c
+            let ok = codes
                 .iter()
                 .skip(from)
                 .filter(|c| **c == tonic::Code::Ok)
                 .count();
-            seen(ok >= n, format!("{ok} answered of {}", c.len()))
+            seen(ok >= n, format!("{ok} answered of {}", codes.len()))
         }
     };
     eventually(Duration::from_secs(30), || answered(0, 20)).await;
 
     bouncer.kill().expect("killing pgbouncer");
-    let killed_at = codes.lock().unwrap().len();
+    let killed_at = load.codes().len();
     eventually(Duration::from_secs(30), || {
-        let codes = codes.clone();
+        let codes = load.codes();
         async move {
-            let c = codes.lock().unwrap();
-            let failed = c.iter().skip(killed_at).any(|c| *c != tonic::Code::Ok);
-            seen(
-                failed,
-                format!("{} calls since, none failed", c.len() - killed_at),
-            )
+            let failed = codes.iter().skip(killed_at).any(|c| *c != tonic::Code::Ok);
+            let since = codes.len() - killed_at;
+            seen(failed, format!("{since} calls since, none failed"))
         }
     })
     .await;
     bouncer.restart().await.expect("restarting pgbouncer");
-    let restarted_at = codes.lock().unwrap().len();
+    let restarted_at = load.codes().len();
     eventually(Duration::from_secs(30), || answered(restarted_at, 50)).await;
-    stop.store(true, Ordering::Relaxed);
-    while load.join_next().await.is_some() {}
-
-    let c = codes.lock().unwrap();
+    let c = load.stop().await;
     let unexpected: Vec<_> = c
         .iter()
         .filter(|c| !matches!(c, tonic::Code::Ok | tonic::Code::Unavailable))

@@ -6,13 +6,12 @@
 //! Prometheus gauge.
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use affinity::proto;
 use affinity_testkit::cluster::{ShutdownMode, TempCluster};
-use common::server::{authed, code, service_token, Tenant, TestServer};
+use common::load::MembersLoad;
+use common::server::{authed, service_token, Tenant, TestServer};
 use common::wait::{eventually, seen};
 use common::{sample, scrape, TestDb};
 use uuid::Uuid;
@@ -143,18 +142,7 @@ async fn a_stopped_replica_sends_reads_to_the_primary_without_a_failed_call() {
     })
     .await;
 
-    let codes = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (mut orgs, codes, stop, t) = (s.orgs(), codes.clone(), stop.clone(), t.clone());
-        load.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let got = orgs.list_members(members(&t)).await;
-                codes.lock().unwrap().push(code(got));
-            }
-        });
-    }
+    let load = MembersLoad::start(&s, &t, 4);
     let primary_before = counter(&s, PRIMARY_READS).await;
     replica
         .stop_with(ShutdownMode::Fast)
@@ -165,9 +153,7 @@ async fn a_stopped_replica_sends_reads_to_the_primary_without_a_failed_call() {
         seen(served >= 50.0, format!("{served} reads on the primary"))
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    while load.join_next().await.is_some() {}
-    let codes = codes.lock().unwrap().clone();
+    let codes = load.stop().await;
     let failed: Vec<_> = codes.iter().filter(|c| **c != tonic::Code::Ok).collect();
     assert!(failed.is_empty(), "{failed:?} of {} calls", codes.len());
     // The probe notices too.

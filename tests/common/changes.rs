@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::server::{authed, service_token};
+use super::server::{authed, service_token, viewer_allowed};
 use super::wait::eventually;
 
 /// How long an announcement may take to be acted on: generous, it is
@@ -84,21 +84,7 @@ pub async fn metrics_caught_up(channel: &Channel, pool: &PgPool, org: Uuid) {
 /// keeps its answer out of the cache, and the probe then proves nothing.
 pub async fn membership_caught_up(channel: &Channel, pool: &PgPool, org: Uuid) {
     let user = Uuid::new_v4();
-    let allowed = || async {
-        proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
-            .user_has_org_permission(authed(
-                proto::UserHasOrgPermissionRequest {
-                    user_id: user.to_string(),
-                    organization_id: org.to_string(),
-                    required_role: proto::Role::Viewer as i32,
-                },
-                &service_token(),
-            ))
-            .await
-            .expect("asking for the probe's permission")
-            .into_inner()
-            .allowed
-    };
+    let allowed = || viewer_allowed(channel, user, org);
     // A profile first (not announced): a member needs one, and its
     // organization (any will do).
     execute(

@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod examples;
+pub mod load;
 pub mod pooler;
 pub mod process;
 pub mod search;

@@ -195,6 +195,23 @@ pub async fn new_tenant(channel: &Channel) -> Tenant {
     }
 }
 
+/// Whether `user` may view `org` (UserHasOrgPermission as service_role).
+pub async fn viewer_allowed(channel: &Channel, user: Uuid, org: Uuid) -> bool {
+    proto::organization_service_client::OrganizationServiceClient::new(channel.clone())
+        .user_has_org_permission(authed(
+            proto::UserHasOrgPermissionRequest {
+                user_id: user.to_string(),
+                organization_id: org.to_string(),
+                required_role: proto::Role::Viewer as i32,
+            },
+            &service_token(),
+        ))
+        .await
+        .expect("UserHasOrgPermission")
+        .into_inner()
+        .allowed
+}
+
 pub fn user_token(user: Uuid) -> String {
     affinity::auth::mint(SECRET.as_bytes(), user, "authenticated", 3600).unwrap()
 }
