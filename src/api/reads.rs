@@ -53,7 +53,7 @@ pub(crate) use read;
 impl ApiState {
     /// A connection of the read replica for this read, when it should and
     /// can take it (a connection could be had).
-    pub async fn replica_call<T>(&self, req: &Request<T>) -> Option<CallConn> {
+    pub(crate) async fn replica_call<T>(&self, req: &Request<T>) -> Option<CallConn> {
         let replica = self.read_replica()?;
         if !replica.state.is_up() || wants_fresh_read(req) {
             return None;
@@ -71,7 +71,7 @@ impl ApiState {
     /// What the replica answered: the value (its transaction ended), None
     /// when the replica could not take the read (the primary then serves
     /// it), or the read's own error.
-    pub async fn replica_answered<R>(
+    pub(crate) async fn replica_answered<R>(
         &self,
         answered: ApiResult<R>,
         conn: CallConn,
@@ -96,7 +96,7 @@ impl ApiState {
     }
 
     /// Counts a read the primary served, when a replica is configured.
-    pub fn count_primary_read(&self) {
+    pub(crate) fn count_primary_read(&self) {
         if let Some(replica) = self.read_replica() {
             replica.counters.primary.inc();
         }

@@ -128,8 +128,9 @@ impl ApiState {
     /// may need one of its own). With a client deadline, a transaction whose
     /// `statement_timeout` is the time left, so PostgreSQL stops the work when
     /// the client stops waiting (BEGIN and the setting in one round trip);
-    /// without, a plain connection with the pool's default timeout. End it
-    /// with [`CallDb::finish`]: a dropped one rolls back.
+    /// without, a plain connection with the pool's default timeout (behind a
+    /// transaction pooler, a transaction all the same). End it with
+    /// [`CallDb::finish`]: a dropped one rolls back.
     pub async fn db<T>(&self, req: &Request<T>) -> ApiResult<CallDb> {
         self.db_until(deadline(req)).await
     }
@@ -231,8 +232,8 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Deadline> {
 }
 
 /// The time left before a call's deadline, in milliseconds, as the
-/// statement timeout of its transaction; None without a deadline (the call
-/// runs outside a transaction).
+/// statement timeout of its transaction; None without a deadline (the
+/// pool's default timeout applies).
 pub(super) fn timeout_ms(deadline: Option<Deadline>) -> ApiResult<Option<u128>> {
     let Some(deadline) = deadline else {
         return Ok(None);

@@ -46,11 +46,7 @@ impl PgCluster {
     /// the directory holds no cluster yet. A second start reuses the data.
     pub fn start(data_dir: &Path, options: &ClusterOptions) -> Result<Self> {
         let bin_dir = find_bin_dir()?;
-        let run_as = if is_root() {
-            Some(UNPRIVILEGED_USER.to_string())
-        } else {
-            None
-        };
+        let run_as = unprivileged_user().map(String::from);
         let data_dir = absolute(data_dir)?;
         let mut cluster = Self {
             data_dir,
@@ -143,8 +139,8 @@ impl PgCluster {
     fn init(&self, options: &ClusterOptions) -> Result<()> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
-        self.give_to_run_as_user(&self.data_dir)?;
-        let mut cmd = self.command("initdb");
+        give_to_unprivileged_user(&self.data_dir)?;
+        let mut cmd = self.tool("initdb");
         cmd.arg("-D").arg(&self.data_dir).args([
             "-U",
             SUPERUSER,
@@ -228,45 +224,15 @@ impl PgCluster {
         Ok(())
     }
 
-    fn give_to_run_as_user(&self, dir: &Path) -> Result<()> {
-        let Some(user) = &self.run_as else {
-            return Ok(());
-        };
-        // The parent directories must be traversable by that user.
-        let mut parent = dir.parent();
-        while let Some(p) = parent {
-            if p == Path::new("/") {
-                break;
-            }
-            let status = Command::new("chmod")
-                .arg("a+x")
-                .arg(p)
-                .status()
-                .context("running chmod")?;
-            if !status.success() {
-                bail!("could not make {} traversable for {user}", p.display());
-            }
-            parent = p.parent();
-        }
-        let status = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{user}:"))
-            .arg(dir)
-            .status()
-            .context("running chown")?;
-        if !status.success() {
-            bail!("could not give {} to user {user}", dir.display());
-        }
-        Ok(())
-    }
-
     fn pg_ctl_command(&self, action: &str) -> Command {
-        let mut cmd = self.command("pg_ctl");
+        let mut cmd = self.tool("pg_ctl");
         cmd.arg(action).arg("-D").arg(&self.data_dir);
         cmd
     }
 
-    fn command(&self, program: &str) -> Command {
+    /// PostgreSQL's `program` from the cluster's binaries, run as the
+    /// cluster's user.
+    pub fn tool(&self, program: &str) -> Command {
         let path = self.bin_dir.join(program);
         match &self.run_as {
             Some(user) => {
@@ -290,6 +256,48 @@ impl Drop for PgCluster {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The user PostgreSQL (and what runs beside it, as PgBouncer, which
+/// refuses root too) runs as: the unprivileged `postgres` user when we are
+/// root, None (ourselves) otherwise.
+pub fn unprivileged_user() -> Option<&'static str> {
+    is_root().then_some(UNPRIVILEGED_USER)
+}
+
+/// Gives `dir` (and what it holds) to [`unprivileged_user`], with its
+/// parent directories made traversable for it; nothing when we are not
+/// root.
+pub fn give_to_unprivileged_user(dir: &Path) -> Result<()> {
+    let Some(user) = unprivileged_user() else {
+        return Ok(());
+    };
+    // The parent directories must be traversable by that user.
+    let mut parent = dir.parent();
+    while let Some(p) = parent {
+        if p == Path::new("/") {
+            break;
+        }
+        let status = Command::new("chmod")
+            .arg("a+x")
+            .arg(p)
+            .status()
+            .context("running chmod")?;
+        if !status.success() {
+            bail!("could not make {} traversable for {user}", p.display());
+        }
+        parent = p.parent();
+    }
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{user}:"))
+        .arg(dir)
+        .status()
+        .context("running chown")?;
+    if !status.success() {
+        bail!("could not give {} to user {user}", dir.display());
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

@@ -38,34 +38,18 @@ pub async fn connect_with_timeout(
     max_connections: u32,
     statement_timeout: Option<Duration>,
 ) -> anyhow::Result<PgPool> {
-    // JIT compiles a statement whose estimated cost passes a threshold; the
-    // service's statements run in milliseconds, and compiling them takes
-    // longer than running them (BENCHMARKS.md, analytics).
-    let mut options = url_options(url)?.options([("jit", "off".to_string())]);
-    if let Some(t) = statement_timeout {
-        options = options.options([("statement_timeout", t.as_millis().to_string())]);
-    }
-    retrying(
-        PgPoolOptions::new().max_connections(max_connections),
-        options,
-    )
-    .await
+    let pool = PgPoolOptions::new().max_connections(max_connections);
+    retrying(pool, direct_options(url, statement_timeout)?).await
 }
 
-/// A pool through a transaction-mode pooler at `url`
-/// ([`super::pooler`]): whose connections look up `types` when they
-/// connect, and whose statements are unnamed from now on in this process.
+/// A pool through a transaction-mode pooler at `url` ([`pooled_pool`]).
 pub async fn connect_pooled(
     url: &str,
     max_connections: u32,
     types: &'static [&'static str],
 ) -> anyhow::Result<PgPool> {
-    super::sql::use_unnamed_statements();
     let options = pooler::pooled_options(url_options(url)?);
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .after_connect(move |conn, _| Box::pin(pooler::resolve_types(conn, types)));
-    retrying(pool, options).await
+    retrying(pooled_pool(max_connections, types), options).await
 }
 
 /// A pool like the calls' (direct, or behind a pooler when `types` is
@@ -76,39 +60,69 @@ pub fn lazy_pool(
     statement_timeout: Option<Duration>,
     types: Option<&'static [&'static str]>,
 ) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
+    let (pool, options) = match types {
+        Some(types) => (
+            pooled_pool(max_connections, types),
+            pooler::pooled_options(url_options(url)?),
+        ),
+        None => (
+            PgPoolOptions::new().max_connections(max_connections),
+            direct_options(url, statement_timeout)?,
+        ),
+    };
+    Ok(pool
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options))
+}
+
+/// `url`'s options for a direct database: the session settings of every
+/// call as startup parameters.
+fn direct_options(
+    url: &str,
+    statement_timeout: Option<Duration>,
+) -> anyhow::Result<PgConnectOptions> {
+    // JIT compiles a statement whose estimated cost passes a threshold; the
+    // service's statements run in milliseconds, and compiling them takes
+    // longer than running them (BENCHMARKS.md, analytics).
+    let mut options = url_options(url)?.options([("jit", "off".to_string())]);
+    if let Some(t) = statement_timeout {
+        options = options.options([("statement_timeout", t.as_millis().to_string())]);
+    }
+    Ok(options)
+}
+
+/// A pool behind a transaction-mode pooler ([`super::pooler`]): its
+/// connections look up `types` when they connect, and this process's
+/// statements are unnamed from now on.
+fn pooled_pool(max_connections: u32, types: &'static [&'static str]) -> PgPoolOptions {
+    super::sql::use_unnamed_statements();
+    PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(2));
-    Ok(match types {
-        Some(types) => pool
-            .after_connect(move |conn, _| Box::pin(pooler::resolve_types(conn, types)))
-            .connect_lazy_with(pooler::pooled_options(url_options(url)?)),
-        None => {
-            let mut options = url_options(url)?.options([("jit", "off".to_string())]);
-            if let Some(t) = statement_timeout {
-                options = options.options([("statement_timeout", t.as_millis().to_string())]);
-            }
-            pool.connect_lazy_with(options)
-        }
-    })
+        .after_connect(move |conn, _| Box::pin(pooler::resolve_types(conn, types)))
 }
 
 async fn retrying(pool: PgPoolOptions, options: PgConnectOptions) -> anyhow::Result<PgPool> {
+    let pool = pool.acquire_timeout(Duration::from_secs(10));
+    Ok(until_reachable(|| pool.clone().connect_with(options.clone())).await)
+}
+
+/// `attempt`'s value once it succeeds, retried with exponential backoff
+/// (100 ms doubling to 5 s) for as long as the database cannot be reached.
+pub(super) async fn until_reachable<T, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
     let mut delay = Duration::from_millis(100);
-    let mut attempt = 1u32;
+    let mut tries = 1u32;
     loop {
-        let connected = pool
-            .clone()
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await;
-        match connected {
-            Ok(pool) => return Ok(pool),
+        match attempt().await {
+            Ok(v) => return v,
             Err(e) => {
-                tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database not reachable yet");
+                tracing::warn!(attempt = tries, retry_in_ms = delay.as_millis() as u64, error = %e, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
+                tries += 1;
             }
         }
     }
@@ -215,11 +229,7 @@ impl CountedPool {
     /// pooler. It goes back to the warm list only when the call ends it
     /// with [`CallConn::finish`].
     pub async fn acquire_call(&self, timeout_ms: Option<u128>) -> sqlx::Result<CallConn> {
-        let conn = match self.warm.take(self.reachability.epoch()) {
-            Some(conn) => conn,
-            None => self.acquire().await?,
-        };
-        self.start(conn, "BEGIN", timeout_ms, false).await
+        self.call("BEGIN", timeout_ms, false).await
     }
 
     /// A second connection for a call that can use one but does not need
@@ -247,13 +257,25 @@ impl CountedPool {
         begin: &str,
         timeout_ms: Option<u128>,
     ) -> sqlx::Result<CallConn> {
+        self.call(begin, timeout_ms, true).await
+    }
+
+    /// A warm connection, else one of sqlx's pool, started as [`Self::start`].
+    async fn call(
+        &self,
+        begin: &str,
+        timeout_ms: Option<u128>,
+        always: bool,
+    ) -> sqlx::Result<CallConn> {
         let conn = match self.warm.take(self.reachability.epoch()) {
             Some(conn) => conn,
             None => self.acquire().await?,
         };
-        self.start(conn, begin, timeout_ms, true).await
+        self.start(conn, begin, timeout_ms, always).await
     }
 
+    /// `conn` as a call's, in a transaction opened by `begin` when
+    /// `always`, when the call has a timeout or behind a pooler.
     async fn start(
         &self,
         conn: PoolConnection<Postgres>,

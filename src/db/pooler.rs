@@ -15,6 +15,7 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgTypeInfo};
 use sqlx::{Connection, Encode, Executor, PgConnection, Postgres, Row, Type};
 
+use super::pool::until_reachable;
 use super::sql;
 
 /// How long the check waits for its second transaction: one that waits at
@@ -91,20 +92,7 @@ pub async fn resolve_types(conn: &mut PgConnection, types: &[&'static str]) -> s
 /// backoff, as the pools connect, while the database cannot be asked.
 pub async fn check_direct(options: &PgConnectOptions) -> anyhow::Result<()> {
     let options = pooled_options(options.clone());
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1u32;
-    let kept = loop {
-        match session_kept(&options).await {
-            Ok(kept) => break kept,
-            Err(e) => {
-                tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database not reachable yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-        }
-    };
-    if !kept {
+    if !until_reachable(|| session_kept(&options)).await {
         bail!(
             "DATABASE_URL leads to a transaction-mode pooler (a session setting did not \
              survive from one transaction to the next): set AFFINITY_DIRECT_DATABASE_URL \

@@ -3,12 +3,11 @@
 //! dropping what owns the child.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::thread;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 
 /// The child gets SIGKILL when the thread that forked it ends.
 pub(crate) fn die_with_parent(command: &mut Command) {
@@ -60,25 +59,4 @@ pub(crate) fn spawn_from_lasting_thread(command: Command) -> Result<Child> {
     Ok(reply_rx
         .recv()
         .map_err(|_| anyhow!("the spawner thread is gone"))??)
-}
-
-/// Whether this process runs as root (PostgreSQL and PgBouncer refuse to:
-/// they then run as the unprivileged `postgres` user).
-pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Gives `dir` (and what it holds) to `user`.
-pub(crate) fn give_to(dir: &Path, user: &str) -> Result<()> {
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{user}:"))
-        .arg(dir)
-        .status()
-        .context("running chown")?;
-    if !status.success() {
-        bail!("could not give {} to {user}", dir.display());
-    }
-    Ok(())
 }

@@ -3,15 +3,11 @@
 //! a standby that refuses connections, its promotion, a streaming replica).
 
 use std::ops::{Deref, DerefMut};
-use std::process::Command;
 
-use affinity::db::cluster::{find_bin_dir, ClusterOptions, PgCluster, SOCKET_PORT, SUPERUSER};
+use affinity::db::cluster::{
+    give_to_unprivileged_user, ClusterOptions, PgCluster, SOCKET_PORT, SUPERUSER,
+};
 use anyhow::{bail, Context, Result};
-
-use crate::child::{give_to, is_root};
-
-/// Who PostgreSQL's tools run as when we are root.
-const RUN_AS: &str = "postgres";
 
 /// How `pg_ctl stop` ends the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,21 +100,11 @@ impl TempCluster {
             .prefix("affinity-pg-replica-")
             .tempdir()
             .context("creating a temporary directory")?;
-        if is_root() {
-            give_to(dir.path(), RUN_AS)?;
-        }
+        give_to_unprivileged_user(dir.path())?;
         let data = dir.path().join("data");
-        let tool = find_bin_dir()?.join("pg_basebackup");
-        let mut command = match is_root() {
-            true => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", RUN_AS, "--"]).arg(tool);
-                c
-            }
-            false => Command::new(tool),
-        };
         // A fast checkpoint: the default spreads it over minutes.
-        let out = command
+        let out = self
+            .tool("pg_basebackup")
             .arg("-D")
             .arg(&data)
             .args([

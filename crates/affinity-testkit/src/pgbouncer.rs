@@ -11,16 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use affinity::db::cluster::{SOCKET_PORT, SUPERUSER};
-
-use crate::child::{die_with_parent, give_to, is_root, spawn_from_lasting_thread};
+use affinity::db::cluster::{give_to_unprivileged_user, unprivileged_user, SOCKET_PORT, SUPERUSER};
 use anyhow::{bail, Context, Result};
 use sqlx::Connection;
 
+use crate::child::{die_with_parent, spawn_from_lasting_thread};
+
 /// The port only names the socket file.
 const PORT: u16 = 6432;
-/// Who PgBouncer runs as when we are root.
-const RUN_AS: &str = "postgres";
 
 pub struct PgBouncer {
     child: Option<Child>,
@@ -58,9 +56,7 @@ impl PgBouncer {
             dir.path().join("users.txt"),
             format!("\"{SUPERUSER}\" \"\"\n"),
         )?;
-        if is_root() {
-            give_to(dir.path(), RUN_AS)?;
-        }
+        give_to_unprivileged_user(dir.path())?;
         let mut bouncer = PgBouncer { child: None, dir };
         bouncer.launch().await?;
         Ok(bouncer)
@@ -112,8 +108,9 @@ impl PgBouncer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if is_root() {
-            let (uid, gid) = user_ids(RUN_AS)?;
+        // It refuses root, as PostgreSQL does.
+        if let Some(user) = unprivileged_user() {
+            let (uid, gid) = user_ids(user)?;
             command.uid(uid).gid(gid);
         }
         die_with_parent(&mut command);

@@ -149,13 +149,13 @@ impl MetricsApi {
 
         if let Some((lo, hi)) = partition_span(&points, Utc::now()) {
             // Only an optimization: the insert below is correct without it.
-            let ensured = match pool.acquire_call(None).await {
-                Ok(mut conn) => match store::ensure_partitions(&mut conn, lo, hi).await {
-                    Ok(done) => conn.finish().await.map(|()| done),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
+            let ensured = async {
+                let mut conn = pool.acquire_call(None).await?;
+                let done = store::ensure_partitions(&mut conn, lo, hi).await?;
+                conn.finish().await?;
+                Ok::<_, sqlx::Error>(done)
+            }
+            .await;
             match ensured {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("metric partitions: another session holds the lock"),
