@@ -162,6 +162,14 @@ async fn timed_call<T>(
     let (code, message, answer) = match result {
         Err(_) => (None, "no answer".to_string(), None),
         Ok(Ok(r)) => (Some(Code::Ok), String::new(), Some(r.into_inner())),
+        Ok(Err(s)) if refused_by_go_away(&s) => (
+            Some(Code::Unavailable),
+            format!(
+                "refused by the server's GOAWAY, never processed ({})",
+                s.message()
+            ),
+            None,
+        ),
         Ok(Err(s)) => (Some(s.code()), s.message().to_string(), None),
     };
     let record = Call {
@@ -174,6 +182,22 @@ async fn timed_call<T>(
         id: None,
     };
     (record, answer)
+}
+
+/// Whether `status` is tonic's INTERNAL for a stream the server's final
+/// GOAWAY (NO_ERROR) left out: a stream above its last-stream-id, which
+/// HTTP/2 guarantees was never processed (RFC 9113, 6.8) and which gRPC
+/// clients retry transparently. tonic opens such a stream when the ping
+/// acknowledgement of a graceful shutdown overtakes its queued HEADERS.
+fn refused_by_go_away(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn with_deadline<T>(msg: T, token: &str, deadline: Duration) -> tonic::Request<T> {
