@@ -29,12 +29,15 @@
 //! PostgreSQL and the benchmark itself over the measured seconds, per call.
 
 #[path = "pooler/drive.rs"]
+#[allow(dead_code)]
 mod drive;
 #[path = "common/procfs.rs"]
 #[allow(dead_code)]
 mod procfs;
 #[path = "common/provenance.rs"]
 mod provenance;
+#[path = "pooler/report.rs"]
+mod report;
 #[path = "backfill/service.rs"]
 #[allow(dead_code)]
 mod service;
@@ -53,7 +56,7 @@ use clap::Parser;
 use tonic::transport::Endpoint;
 use uuid::Uuid;
 
-use drive::{Side, Window};
+use drive::{Load, Mix, Side, Window};
 
 #[derive(Debug, Parser)]
 #[command(name = "pooler", about = "Replicas through PgBouncer against direct")]
@@ -93,8 +96,8 @@ async fn main() -> Result<()> {
     let bouncer = PgBouncer::start(cluster.socket_dir(), args.server_connections).await?;
     let settings = |side: Side| service::Settings {
         database_url: match side {
-            Side::Direct => url.clone(),
             Side::Pooled => bouncer.url("pooler"),
+            _ => url.clone(),
         },
         embedding_url: String::new(),
         model: String::new(),
@@ -103,7 +106,7 @@ async fn main() -> Result<()> {
         workers: 0,
         dir: dir.clone(),
         env: match side {
-            Side::Direct => vec![(
+            Side::Direct | Side::PrimaryOnly | Side::WithReplica => vec![(
                 "AFFINITY_DB_MAX_CONNECTIONS".to_string(),
                 args.pool.to_string(),
             )],
@@ -130,6 +133,11 @@ async fn main() -> Result<()> {
     seeder.stop().await?;
 
     let postmaster = procfs::postmaster_pid(cluster.data_dir()).context("postmaster.pid")?;
+    let load = Load {
+        concurrency: args.concurrency,
+        secs: args.secs,
+        mix: Mix::Pooler,
+    };
     let mut windows: Vec<Window> = Vec::new();
     for round in 0..args.rounds {
         let order = match round % 2 {
@@ -146,9 +154,9 @@ async fn main() -> Result<()> {
             let pids = drive::Pids {
                 services: replicas.iter().map(|r| r.pid).collect(),
                 bouncer: (side == Side::Pooled).then(|| bouncer.pid()).flatten(),
-                postmaster,
+                postmasters: vec![postmaster],
             };
-            let w = drive::window(&args, side, &addrs, &data, &pool, &pids).await?;
+            let w = drive::window(&load, side, &addrs, &data, &pool, &pids).await?;
             eprintln!(
                 "round {round} {}: {:.0} calls/s, {} errors, peak {} server connections",
                 side.name(),
@@ -162,7 +170,7 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let section = drive::render(&args, &windows, &versions, started.elapsed().as_secs_f64());
+    let section = report::render(&args, &windows, &versions, started.elapsed().as_secs_f64());
     world::emit(&section, args.out.as_deref())?;
     drop(bouncer);
     drop(cluster);

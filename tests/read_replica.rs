@@ -8,10 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use std::future::Future;
+
+use affinity::config::Config;
 use affinity::proto;
 use affinity_testkit::cluster::{ShutdownMode, TempCluster};
 use common::load::MembersLoad;
+use common::search::{ids, request};
 use common::server::{authed, service_token, Tenant, TestServer};
+use common::text::{model_server, text_record, EMBEDDED_WITHIN};
 use common::wait::{eventually, seen};
 use common::{sample, scrape, TestDb};
 use uuid::Uuid;
@@ -21,14 +26,37 @@ const PRIMARY_READS: &str = "affinity_db_reads_total{database=\"primary\"}";
 
 /// A server whose reads may go to a streaming replica of its database.
 async fn with_replica() -> (TestServer, TempCluster) {
+    with_replica_and(|_| {}).await
+}
+
+/// [`with_replica`], its configuration changed by `tweak` too.
+async fn with_replica_and(tweak: impl FnOnce(&mut Config)) -> (TestServer, TempCluster) {
     let mut db = TestDb::empty().await;
     let replica = db
         .cluster()
         .start_streaming_replica()
         .expect("a streaming replica");
     let url = replica.url("affinity");
-    let s = TestServer::start_with_metrics_on(db, |c| c.read_database_url = Some(url)).await;
+    let s = TestServer::start_with_metrics_on(db, |c| {
+        c.read_database_url = Some(url);
+        tweak(c);
+    })
+    .await;
     (s, replica)
+}
+
+/// The change of the replica's and the primary's read counters over `call`.
+async fn reads_of<T>(s: &TestServer, call: impl Future<Output = T>) -> (T, f64, f64) {
+    let (replica, primary) = (
+        counter(s, REPLICA_READS).await,
+        counter(s, PRIMARY_READS).await,
+    );
+    let out = call.await;
+    (
+        out,
+        counter(s, REPLICA_READS).await - replica,
+        counter(s, PRIMARY_READS).await - primary,
+    )
 }
 
 async fn counter(s: &TestServer, series: &str) -> f64 {
@@ -165,4 +193,134 @@ async fn a_stopped_replica_sends_reads_to_the_primary_without_a_failed_call() {
         seen(up == Some(0.0), format!("affinity_read_replica_up {up:?}"))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_searches_ai_context_searches_and_uncached_aggregations_read_the_replica() {
+    let base_url = model_server().base_url();
+    let (s, _replica) = with_replica_and(|c| affinity_testkit::with_text_model(c, &base_url)).await;
+    let t = s.new_tenant().await;
+    let note = Uuid::new_v4();
+    s.similarity()
+        .index_texts(authed(
+            proto::IndexTextsRequest {
+                organization_id: t.org.to_string(),
+                texts: vec![text_record(
+                    "note",
+                    note,
+                    "Latte art workshop on Saturday at the roastery",
+                )],
+            },
+            &service_token(),
+        ))
+        .await
+        .expect("IndexTexts");
+    let search = |mode: proto::SearchMode| {
+        let mut r = request(t.org, mode, "latte art");
+        r.with_snippets = true;
+        r
+    };
+    // Embedded on the primary and replayed on the replica: HYBRID finds
+    // the note by both sides there.
+    eventually(EMBEDDED_WITHIN, || async {
+        let got = s
+            .similarity()
+            .search(authed(search(proto::SearchMode::Hybrid), &t.token))
+            .await;
+        let hit = got
+            .as_ref()
+            .ok()
+            .and_then(|r| r.get_ref().hits.first().cloned());
+        seen(
+            hit.is_some_and(|h| h.vector_similarity > 0.0 && h.text_score > 0.0),
+            format!("{got:?}"),
+        )
+    })
+    .await;
+
+    for mode in [proto::SearchMode::Hybrid, proto::SearchMode::Text] {
+        let (got, on_replica, on_primary) =
+            reads_of(&s, s.similarity().search(authed(search(mode), &t.token))).await;
+        let got = got.expect("Search").into_inner();
+        assert_eq!(ids(&got), vec![note], "{mode:?}: {got:?}");
+        assert!(!got.hits[0].snippet.is_empty(), "{mode:?}: {got:?}");
+        assert_eq!((on_replica, on_primary), (1.0, 0.0), "{mode:?}");
+    }
+    // The same search that must be fresh: the primary.
+    let (got, on_replica, on_primary) = reads_of(
+        &s,
+        s.similarity()
+            .search(fresh(authed(search(proto::SearchMode::Hybrid), &t.token))),
+    )
+    .await;
+    assert_eq!(ids(&got.expect("Search").into_inner()), vec![note]);
+    assert_eq!((on_replica, on_primary), (0.0, 1.0), "no-cache");
+
+    let mut v = vec![0.0f32; 384];
+    v[0] = 1.0;
+    for (what, query) in [
+        (
+            "by text",
+            proto::SearchAiContextRequest {
+                organization_id: t.org.to_string(),
+                query_text: "latte art".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "by vector",
+            proto::SearchAiContextRequest {
+                organization_id: t.org.to_string(),
+                vector: v.clone(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (got, on_replica, on_primary) = reads_of(
+            &s,
+            s.ai_context().search_ai_context(authed(query, &t.token)),
+        )
+        .await;
+        got.unwrap_or_else(|e| panic!("SearchAiContext {what}: {e:?}"));
+        assert_eq!(
+            (on_replica, on_primary),
+            (1.0, 0.0),
+            "SearchAiContext {what}"
+        );
+    }
+
+    // An aggregation up to now is asked once: the replica. One with an
+    // end is kept by the cache, so it is read where the cache's
+    // invalidations come from: the primary.
+    let aggregation = |end: Option<prost_types::Timestamp>| proto::GetMetricsAggregatedRequest {
+        organization_id: t.org.to_string(),
+        entity: Some(proto::EntityRef {
+            entity_type: "post".into(),
+            entity_id: note.to_string(),
+        }),
+        metric_name: "views".into(),
+        granularity: proto::Granularity::Day as i32,
+        end,
+        ..Default::default()
+    };
+    let (got, on_replica, on_primary) = reads_of(
+        &s,
+        s.metrics()
+            .get_metrics_aggregated(authed(aggregation(None), &t.token)),
+    )
+    .await;
+    got.expect("GetMetricsAggregated up to now");
+    assert_eq!((on_replica, on_primary), (1.0, 0.0), "up to now");
+    let end = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp(),
+        nanos: 0,
+    };
+    let (got, on_replica, _) = reads_of(
+        &s,
+        s.metrics()
+            .get_metrics_aggregated(authed(aggregation(Some(end)), &t.token)),
+    )
+    .await;
+    got.expect("GetMetricsAggregated with an end");
+    assert_eq!(on_replica, 0.0, "a cached aggregation");
 }

@@ -140,14 +140,22 @@ impl Service {
 
     /// `affinity_vectorizer_items_embedded_total` from its metrics endpoint.
     pub async fn embedded_counter(&self) -> Result<u64> {
+        let v = self
+            .sample("affinity_vectorizer_items_embedded_total")
+            .await?;
+        // A counter of items: an integer, far below 2^52.
+        Ok(v as u64)
+    }
+
+    /// The value of `series` (name and labels, as exposed) from its
+    /// metrics endpoint: finite and not negative.
+    pub async fn sample(&self, series: &str) -> Result<f64> {
         let body = scrape(self.metrics_addr).await?;
         body.lines()
-            .find_map(|l| l.strip_prefix("affinity_vectorizer_items_embedded_total "))
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
-            // A counter of items: an integer, far below 2^52.
-            .map(|v| v as u64)
-            .context("no affinity_vectorizer_items_embedded_total in /metrics")
+            .with_context(|| format!("no {series} in /metrics"))
     }
 }
 

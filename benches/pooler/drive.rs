@@ -1,4 +1,5 @@
-//! The pooler benchmark's data, its measured windows and its report.
+//! The data of the pooler and replica benchmarks and their measured
+//! windows (their reports are their own).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +12,15 @@ use sqlx::PgPool;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
-use crate::Args;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The pooler benchmark's: straight to PostgreSQL, through PgBouncer.
     Direct,
     Pooled,
+    /// The replica benchmark's: every read on the primary, or reads on a
+    /// streaming replica too.
+    PrimaryOnly,
+    WithReplica,
 }
 
 impl Side {
@@ -24,8 +28,29 @@ impl Side {
         match self {
             Side::Direct => "direct",
             Side::Pooled => "pgbouncer",
+            Side::PrimaryOnly => "primary only",
+            Side::WithReplica => "with replica",
         }
     }
+}
+
+/// The calls a window makes, in rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// SearchByVector, GetMetricsAggregated (hourly over 7 days,
+    /// `cache-control: no-cache`), ListMembers, RecordMetrics (one point).
+    Pooler,
+    /// Reads that may go to a replica: SearchByVector, GetMetricsAggregated
+    /// (hourly up to now: never cached), ListMembers, GetTopEntities (likes
+    /// over 7 days, top 10).
+    Reads,
+}
+
+/// A window's callers and how long they call.
+pub struct Load {
+    pub concurrency: usize,
+    pub secs: f64,
+    pub mix: Mix,
 }
 
 /// What the calls ask about.
@@ -122,7 +147,8 @@ pub struct Pids {
     pub services: Vec<u32>,
     /// PgBouncer, on the pooled side.
     pub bouncer: Option<u32>,
-    pub postmaster: u32,
+    /// The primary's, and the replica's when there is one.
+    pub postmasters: Vec<u32>,
 }
 
 /// CPU seconds so far: the services, PgBouncer, PostgreSQL, the benchmark.
@@ -131,7 +157,10 @@ fn cpu(p: &Pids) -> [f64; 4] {
     [
         p.services.iter().filter_map(|&pid| cpu_secs(pid)).sum(),
         p.bouncer.and_then(cpu_secs).unwrap_or(0.0),
-        postgres_cpu_secs(p.postmaster).unwrap_or(0.0),
+        p.postmasters
+            .iter()
+            .filter_map(|&pid| postgres_cpu_secs(pid))
+            .sum(),
         cpu_secs(std::process::id()).unwrap_or(0.0),
     ]
 }
@@ -156,11 +185,18 @@ impl Window {
     }
 }
 
+fn week_ago() -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() - 7 * 24 * 3600,
+        nanos: 0,
+    })
+}
+
 /// The `k`th call of a caller: one of four, each reaching the database.
-async fn call(channel: &Channel, data: &Data, k: u64) -> Result<()> {
+async fn call(channel: &Channel, data: &Data, mix: Mix, k: u64) -> Result<()> {
     let org = data.org.to_string();
-    match k % 4 {
-        0 => {
+    match (mix, k % 4) {
+        (_, 0) => {
             let req = proto::SearchByVectorRequest {
                 organization_id: org,
                 vector: vector(k % 2000),
@@ -171,26 +207,25 @@ async fn call(channel: &Channel, data: &Data, k: u64) -> Result<()> {
                 .search_by_vector(authed(req, &data.token)?)
                 .await?;
         }
-        1 => {
+        (_, 1) => {
             let req = proto::GetMetricsAggregatedRequest {
                 organization_id: org,
                 entity: post(data.posts[(k as usize / 4) % data.posts.len()]),
                 metric_name: "likes".into(),
                 granularity: proto::Granularity::Hour as i32,
-                start: Some(prost_types::Timestamp {
-                    seconds: chrono::Utc::now().timestamp() - 7 * 24 * 3600,
-                    nanos: 0,
-                }),
+                start: week_ago(),
                 ..Default::default()
             };
             let mut req = authed(req, &data.token)?;
-            req.metadata_mut()
-                .insert("cache-control", "no-cache".parse()?);
+            if mix == Mix::Pooler {
+                req.metadata_mut()
+                    .insert("cache-control", "no-cache".parse()?);
+            }
             proto::metrics_service_client::MetricsServiceClient::new(channel.clone())
                 .get_metrics_aggregated(req)
                 .await?;
         }
-        2 => {
+        (_, 2) => {
             let req = proto::ListMembersRequest {
                 organization_id: org,
             };
@@ -198,7 +233,20 @@ async fn call(channel: &Channel, data: &Data, k: u64) -> Result<()> {
                 .list_members(authed(req, &data.token)?)
                 .await?;
         }
-        _ => {
+        (Mix::Reads, _) => {
+            let req = proto::GetTopEntitiesRequest {
+                organization_id: org,
+                entity_type: "post".into(),
+                metric_name: "likes".into(),
+                start: week_ago(),
+                max_results: 10,
+                ..Default::default()
+            };
+            proto::metrics_service_client::MetricsServiceClient::new(channel.clone())
+                .get_top_entities(authed(req, &data.token)?)
+                .await?;
+        }
+        (Mix::Pooler, _) => {
             let req = proto::RecordMetricsRequest {
                 organization_id: org,
                 idempotency_key: String::new(),
@@ -217,9 +265,9 @@ async fn call(channel: &Channel, data: &Data, k: u64) -> Result<()> {
     Ok(())
 }
 
-/// Callers spread over `addrs` for a warm-up, then `args.secs` measured.
+/// Callers spread over `addrs` for a warm-up, then `load.secs` measured.
 pub async fn window(
-    args: &Args,
+    load: &Load,
     side: Side,
     addrs: &[SocketAddr],
     data: &Arc<Data>,
@@ -234,12 +282,13 @@ pub async fn window(
                 .await?,
         );
     }
-    let warmup = Duration::from_secs_f64(args.secs / 4.0);
-    let measured = Duration::from_secs_f64(args.secs);
+    let warmup = Duration::from_secs_f64(load.secs / 4.0);
+    let measured = Duration::from_secs_f64(load.secs);
     let begin = Instant::now() + warmup;
     let end = begin + measured;
     let mut callers = tokio::task::JoinSet::new();
-    for i in 0..args.concurrency {
+    let mix = load.mix;
+    for i in 0..load.concurrency {
         let (channel, data) = (channels[i % channels.len()].clone(), data.clone());
         callers.spawn(async move {
             let (mut lat, mut errors, mut k) = (Vec::new(), 0u64, i as u64);
@@ -248,7 +297,7 @@ pub async fn window(
                 if t >= end {
                     break;
                 }
-                let ok = call(&channel, &data, k).await.is_ok();
+                let ok = call(&channel, &data, mix, k).await.is_ok();
                 k += 1;
                 if t >= begin {
                     match ok {
@@ -305,87 +354,14 @@ pub async fn window(
     })
 }
 
-fn pct(sorted: &[f64], q: f64) -> f64 {
+pub fn pct(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     pct(&v, 0.5)
-}
-
-pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) -> String {
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let mut s = format!(
-        "\n## Behind PgBouncer: {} replicas through {} server connections against direct ({now})\n\n\
-         Produced by `benches/pooler.rs` (its header says how each part is measured).\n\n\
-         - Command: `{}`\n- Date: {now}; code: {}\n- Machine: {}\n- Database: {versions}; PgBouncer 1.18 (Debian), transaction mode\n\
-         - Whole run: {:.1} minutes\n\n\
-         | round | side | calls/s | errors | p50 / p99 ms | peak server connections | CPU ms per call: services, PgBouncer, PostgreSQL, callers |\n| --- | --- | --- | --- | --- | --- | --- |\n",
-        args.replicas,
-        args.server_connections,
-        crate::provenance::command_line("pooler"),
-        crate::provenance::git_version(),
-        crate::provenance::machine("the benchmark, the services, PgBouncer and PostgreSQL share it"),
-        whole_secs / 60.0,
-    );
-    for (i, w) in windows.iter().enumerate() {
-        s += &format!(
-            "| {} | {} | {:.0} | {} | {:.2} / {:.2} | {} | {:.2}, {:.2}, {:.2}, {:.2} |\n",
-            i / 2 + 1,
-            w.side.name(),
-            w.rate(),
-            w.errors,
-            pct(&w.latencies, 0.5),
-            pct(&w.latencies, 0.99),
-            w.peak_connections,
-            w.cpu_ms[0],
-            w.cpu_ms[1],
-            w.cpu_ms[2],
-            w.cpu_ms[3],
-        );
-    }
-    let side = |side: Side| -> (f64, f64, f64, i64, u64) {
-        let of: Vec<&Window> = windows.iter().filter(|w| w.side == side).collect();
-        let mut all: Vec<f64> = of
-            .iter()
-            .flat_map(|w| w.latencies.iter().copied())
-            .collect();
-        all.sort_by(f64::total_cmp);
-        (
-            median(of.iter().map(|w| w.rate()).collect()),
-            pct(&all, 0.5),
-            pct(&all, 0.99),
-            of.iter().map(|w| w.peak_connections).max().unwrap_or(0),
-            of.iter().map(|w| w.errors).sum(),
-        )
-    };
-    let (d, p) = (side(Side::Direct), side(Side::Pooled));
-    s += &format!(
-        "\n{} callers over {} replicas ({} s measured per window after {:.1} s of warm-up); each \
-         replica's pool: {} connections. Median of the rounds: direct {:.0} calls/s (p50 {:.2} ms, \
-         p99 {:.2} ms, up to {} server connections, {} errors), through PgBouncer {:.0} calls/s \
-         (p50 {:.2} ms, p99 {:.2} ms, up to {} server connections, {} errors): **{:.2}x** the \
-         direct throughput.\n",
-        args.concurrency,
-        args.replicas,
-        args.secs,
-        args.secs / 4.0,
-        args.pool,
-        d.0,
-        d.1,
-        d.2,
-        d.3,
-        d.4,
-        p.0,
-        p.1,
-        p.2,
-        p.3,
-        p.4,
-        p.0 / d.0,
-    );
-    s
 }

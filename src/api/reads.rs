@@ -13,21 +13,33 @@ use crate::error::ApiResult;
 
 /// `read!(state, &req, |db| body)`: `body` (an expression over
 /// `db: &mut PgConnection`, `?` allowed) as a read (see the module): its
-/// value, or the error of the database that served it last. A macro rather
-/// than a function taking an async closure: the handlers' futures must be
-/// `Send`, which a generic async closure's future cannot be shown to be.
+/// value, or the error of the database that served it last.
+/// `read!(state, &req, |db, spare if (want)| body)` also binds `spare:
+/// Option<&mut PgConnection>`, an idle second connection of the same
+/// database when `want` and one is free (HYBRID's two sides at once).
+/// A macro rather than a function taking an async closure: the handlers'
+/// futures must be `Send`, which a generic async closure's future cannot
+/// be shown to be.
 macro_rules! read {
-    ($state:expr, $req:expr, |$db:ident| $body:expr) => {{
+    ($state:expr, $req:expr, |$db:ident| $body:expr) => {
+        $crate::api::reads::read!($state, $req, |$db, _spare if (false)| $body)
+    };
+    ($state:expr, $req:expr, |$db:ident, $spare:ident if ($want:expr)| $body:expr) => {{
         let state: &$crate::api::ApiState = $state;
         let req = $req;
         let replicated = match state.replica_call(req).await {
             Some(mut conn) => {
+                let mut spare = match $want {
+                    true => state.replica_spare(req).await,
+                    false => None,
+                };
                 let answered: $crate::error::ApiResult<_> = async {
                     let $db: &mut ::sqlx::PgConnection = &mut conn;
+                    let $spare: Option<&mut ::sqlx::PgConnection> = spare.as_deref_mut();
                     $body
                 }
                 .await;
-                state.replica_answered(answered, conn).await?
+                state.replica_answered(answered, conn, spare).await?
             }
             None => None,
         };
@@ -35,12 +47,21 @@ macro_rules! read {
             Some(r) => r,
             None => {
                 let mut call = state.db(req).await?;
+                let mut spare = match $want {
+                    true => state.spare_db(req).await?,
+                    false => None,
+                };
                 let r: $crate::error::ApiResult<_> = async {
                     let $db: &mut ::sqlx::PgConnection = call.conn();
+                    let $spare: Option<&mut ::sqlx::PgConnection> =
+                        spare.as_mut().map(|s| s.conn());
                     $body
                 }
                 .await;
                 let r = r?;
+                if let Some(spare) = spare {
+                    spare.finish().await?;
+                }
                 call.finish().await?;
                 state.count_primary_read();
                 r
@@ -68,16 +89,24 @@ impl ApiState {
         }
     }
 
-    /// What the replica answered: the value (its transaction ended), None
+    /// An idle second connection of the read replica, if one is free.
+    pub(crate) async fn replica_spare<T>(&self, req: &Request<T>) -> Option<CallConn> {
+        let replica = self.read_replica()?;
+        let timeout = timeout_ms(deadline(req)).ok()?;
+        replica.pool.try_acquire_call(timeout).await.ok().flatten()
+    }
+
+    /// What the replica answered: the value (its transactions ended), None
     /// when the replica could not take the read (the primary then serves
     /// it), or the read's own error.
     pub(crate) async fn replica_answered<R>(
         &self,
         answered: ApiResult<R>,
         conn: CallConn,
+        spare: Option<CallConn>,
     ) -> ApiResult<Option<R>> {
         let answered = match answered {
-            Ok(r) => conn.finish().await.map(|()| r).map_err(Into::into),
+            Ok(r) => finish(spare, conn).await.map(|()| r),
             Err(e) => Err(e),
         };
         match answered {
@@ -101,4 +130,12 @@ impl ApiState {
             replica.counters.primary.inc();
         }
     }
+}
+
+/// Ends a replica read's transactions: its spare's, then its own.
+async fn finish(spare: Option<CallConn>, conn: CallConn) -> ApiResult<()> {
+    if let Some(spare) = spare {
+        spare.finish().await?;
+    }
+    Ok(conn.finish().await?)
 }

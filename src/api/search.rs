@@ -11,6 +11,7 @@ use super::query_text::{embed_query, text_model};
 use super::search_filter::item_filter;
 use super::similarity::{entity_types, SimilarityApi};
 use super::{limit, parse_uuid, principal, required_text, threshold};
+use crate::api::reads::read;
 use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, SearchMode};
 use crate::search::{self, Mode, QueryVector};
@@ -149,7 +150,6 @@ impl SimilarityApi {
             None => None,
         };
 
-        let mut db = state.db(&req).await?;
         let s = search::Search {
             organization_id: org,
             mode,
@@ -162,20 +162,14 @@ impl SimilarityApi {
             threshold,
         };
         // HYBRID's two sides run at once on a spare connection, if any.
-        let mut spare = match mode {
-            Mode::Hybrid => state.spare_db(&req).await?,
-            Mode::Text | Mode::Vector => None,
-        };
-        let found = search::run(db.conn(), spare.as_mut().map(|d| d.conn()), &s).await?;
-        if let Some(spare) = spare {
-            spare.finish().await?;
-        }
-        let snippets = if r.with_snippets {
-            search::snippets(db.conn(), org, text.unwrap_or_default(), &found).await?
-        } else {
-            Vec::new()
-        };
-        db.finish().await?;
+        let (found, snippets) = read!(state, &req, |db, spare if (mode == Mode::Hybrid)| {
+            let found = search::run(db, spare, &s).await?;
+            let snippets = match r.with_snippets {
+                true => search::snippets(db, org, text.unwrap_or_default(), &found).await?,
+                false => Vec::new(),
+            };
+            Ok((found, snippets))
+        });
 
         let mut snippets = snippets.into_iter();
         let hits = found

@@ -96,50 +96,7 @@ impl TempCluster {
     /// started as a hot standby on a socket of its own. Stopping this
     /// server first stops the replica's streaming, not the replica.
     pub fn start_streaming_replica(&self) -> Result<TempCluster> {
-        let dir = tempfile::Builder::new()
-            .prefix("affinity-pg-replica-")
-            .tempdir()
-            .context("creating a temporary directory")?;
-        give_to_unprivileged_user(dir.path())?;
-        let data = dir.path().join("data");
-        // A fast checkpoint: the default spreads it over minutes.
-        let out = self
-            .tool("pg_basebackup")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "--no-sync",
-                "-U",
-                SUPERUSER,
-                "-h",
-            ])
-            .arg(self.socket_dir())
-            .args(["-p", &SOCKET_PORT.to_string()])
-            .output()
-            .context("running pg_basebackup")?;
-        if !out.status.success() {
-            bail!(
-                "pg_basebackup failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        // The copy holds this server's socket lock file (its socket lives in
-        // its data directory) and log: the replica makes its own.
-        for copied in [format!(".s.PGSQL.{SOCKET_PORT}.lock"), "server.log".into()] {
-            let _ = std::fs::remove_file(data.join(copied));
-        }
-        let cluster = PgCluster::start(
-            &data,
-            &ClusterOptions {
-                ephemeral: true,
-                ..Default::default()
-            },
-        )?;
-        Ok(Self { cluster, _dir: dir })
+        streaming_replica_of(self)
     }
 
     /// Ends the standby mode of [`TempCluster::start_refusing_connections`]:
@@ -149,6 +106,55 @@ impl TempCluster {
         self.pg_ctl("promote", &["-w", "-t", "60"])?;
         Ok(())
     }
+}
+
+/// [`TempCluster::start_streaming_replica`] of any running cluster (the
+/// benchmarks' durable ones too).
+pub fn streaming_replica_of(primary: &PgCluster) -> Result<TempCluster> {
+    let dir = tempfile::Builder::new()
+        .prefix("affinity-pg-replica-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    give_to_unprivileged_user(dir.path())?;
+    let data = dir.path().join("data");
+    // A fast checkpoint: the default spreads it over minutes.
+    let out = primary
+        .tool("pg_basebackup")
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "-U",
+            SUPERUSER,
+            "-h",
+        ])
+        .arg(primary.socket_dir())
+        .args(["-p", &SOCKET_PORT.to_string()])
+        .output()
+        .context("running pg_basebackup")?;
+    if !out.status.success() {
+        bail!(
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // The copy holds this server's socket lock file (its socket lives in
+    // its data directory) and log: the replica makes its own.
+    for copied in [format!(".s.PGSQL.{SOCKET_PORT}.lock"), "server.log".into()] {
+        let _ = std::fs::remove_file(data.join(copied));
+    }
+    let cluster = PgCluster::start(
+        &data,
+        &ClusterOptions {
+            ephemeral: true,
+            ..Default::default()
+        },
+    )?;
+    Ok(TempCluster { cluster, _dir: dir })
 }
 
 impl Deref for TempCluster {

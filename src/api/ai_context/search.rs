@@ -15,6 +15,7 @@ use super::entry::{
     entry, occurred_range, optional_session, optional_uuid, MAX_MODEL, MAX_SOURCE_TYPE,
 };
 use super::AiContextApi;
+use crate::api::reads::read;
 use crate::error::{ApiError, ApiResult};
 use crate::proto;
 use crate::search::{self, Mode, QueryVector};
@@ -97,9 +98,8 @@ impl AiContextApi {
                 self.by_text(&req, org, text, text_model, filters).await?
             }
             _ => {
-                let mut db = self.state.db(&req).await?;
-                let rows = store::search(
-                    db.conn(),
+                let rows = read!(&self.state, &req, |db| Ok(store::search(
+                    db,
                     &store::Search {
                         organization_id: org,
                         vector: &r.vector,
@@ -114,14 +114,13 @@ impl AiContextApi {
                         without_negative_feedback: r.exclude_negative_feedback,
                     },
                 )
-                .await?
+                .await?))
                 .ok_or_else(|| {
                     ApiError::invalid(format!(
                         "vector has {} dimensions, which have no index",
                         r.vector.len()
                     ))
                 })?;
-                db.finish().await?;
                 rows.into_iter()
                     .map(|r| entry(r.entry, r.similarity as f32, Vec::new()))
                     .collect()
@@ -171,23 +170,16 @@ impl AiContextApi {
             vector_weight: state.config.search_vector_weight,
             threshold: f.threshold,
         };
-        let mut db = state.db(req).await?;
-        let mut spare = state.spare_db(req).await?;
-        let found = search::run(db.conn(), spare.as_mut().map(|d| d.conn()), &s).await?;
-        if let Some(spare) = spare {
-            spare.finish().await?;
-        }
-        let found: Vec<_> = found
-            .into_iter()
-            .filter(|hit| hit.text_score > 0.0 || hit.vector_similarity >= f.threshold)
-            .collect();
-        let ids: Vec<Uuid> = found.iter().map(|f| f.entity_id).collect();
-        let mut rows: HashMap<Uuid, store::Entry> = store::by_ids(db.conn(), org, &ids)
-            .await?
-            .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
-        db.finish().await?;
+        let (found, rows) = read!(state, req, |db, spare if (true)| {
+            let found: Vec<_> = search::run(db, spare, &s)
+                .await?
+                .into_iter()
+                .filter(|hit| hit.text_score > 0.0 || hit.vector_similarity >= f.threshold)
+                .collect();
+            let ids: Vec<Uuid> = found.iter().map(|f| f.entity_id).collect();
+            Ok((found, store::by_ids(db, org, &ids).await?))
+        });
+        let mut rows: HashMap<Uuid, store::Entry> = rows.into_iter().map(|e| (e.id, e)).collect();
         // An entry deleted between the search and this read is left out.
         Ok(found
             .into_iter()

@@ -9,6 +9,7 @@ use super::{
     deadline, entity_ref, parse_uuid, principal, required_text, timestamp, to_timestamp,
     wants_fresh_read, ApiState, MAX_IDEMPOTENCY_KEY,
 };
+use crate::api::reads::read;
 use crate::caches::metrics::{Key as CacheKey, Lookup};
 use crate::caches::Follower as _;
 use crate::error::{ApiError, ApiResult};
@@ -244,7 +245,12 @@ impl MetricsApi {
                     end,
                     time_zone: tz.name(),
                 };
-                let buckets: Arc<[Bucket]> = if percentiles.is_empty() {
+                let buckets: Arc<[Bucket]> = if percentiles.is_empty() && key.is_none() {
+                    // Not kept: may lag on the read replica. What the cache
+                    // keeps is read on the primary: a replica's answer
+                    // could predate the change its invalidation announced.
+                    read!(&self.state, &req, |db| Ok(store::aggregated(db, &q).await?))
+                } else if percentiles.is_empty() {
                     let mut db = self.state.db(&req).await?;
                     let buckets = store::aggregated(db.conn(), &q).await?;
                     db.finish().await?;
