@@ -3,7 +3,8 @@
 //! shown by the service's counters; a call that must read its own write
 //! sends `cache-control: no-cache` and the primary serves it; a stopped
 //! replica sends reads to the primary without a failed call; the lag is a
-//! Prometheus gauge.
+//! Prometheus gauge; behind PgBouncer, the replica is read through a
+//! PgBouncer of its own.
 mod common;
 
 use std::time::Duration;
@@ -13,7 +14,9 @@ use std::future::Future;
 use affinity::config::Config;
 use affinity::proto;
 use affinity_testkit::cluster::{ShutdownMode, TempCluster};
+use affinity_testkit::pgbouncer::PgBouncer;
 use common::load::MembersLoad;
+use common::pooler::{pooled_db, through, SERVER_CONNECTIONS};
 use common::search::{ids, request};
 use common::server::{authed, service_token, Tenant, TestServer};
 use common::text::{model_server, text_record, EMBEDDED_WITHIN};
@@ -323,4 +326,44 @@ async fn text_searches_ai_context_searches_and_uncached_aggregations_read_the_re
     .await;
     got.expect("GetMetricsAggregated with an end");
     assert_eq!(on_replica, 0.0, "a cached aggregation");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_pgbouncer_reads_go_to_the_replica_through_a_pooler_of_its_own() {
+    let (mut db, bouncer) = pooled_db().await;
+    let replica = db
+        .cluster()
+        .start_streaming_replica()
+        .expect("a streaming replica");
+    let replica_bouncer = PgBouncer::start(replica.socket_dir(), SERVER_CONNECTIONS)
+        .await
+        .expect("pgbouncer before the replica");
+    let (behind, read_url) = (through(&bouncer, &db), replica_bouncer.url("affinity"));
+    let s = TestServer::start_with_metrics_on(db, |c| {
+        behind(c);
+        c.read_database_url = Some(read_url);
+    })
+    .await;
+    let t = s.new_tenant().await;
+    eventually(Duration::from_secs(30), || async {
+        let got = s.orgs().list_members(members(&t)).await;
+        let n = got.as_ref().map_or(0, |r| r.get_ref().members.len());
+        let served = counter(&s, REPLICA_READS).await;
+        seen(
+            n == 1 && served >= 1.0,
+            format!("{got:?}, {served} on the replica"),
+        )
+    })
+    .await;
+    // Read after read on the replica, each answered from there.
+    for _ in 0..20 {
+        let (got, on_replica, on_primary) =
+            reads_of(&s, s.orgs().list_members(members(&t))).await;
+        assert_eq!(got.expect("ListMembers").into_inner().members.len(), 1);
+        assert_eq!((on_replica, on_primary), (1.0, 0.0));
+    }
+    let (got, on_replica, on_primary) =
+        reads_of(&s, s.orgs().list_members(fresh(members(&t)))).await;
+    got.expect("ListMembers with no-cache");
+    assert_eq!((on_replica, on_primary), (0.0, 1.0), "no-cache");
 }
