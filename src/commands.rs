@@ -1,11 +1,12 @@
 //! The one-shot commands: `migrate` (or `migrate --rollback`), `verify`,
-//! `finalize`, `token` and `vectorizer`. Each works on the database `serve` would use
+//! `finalize`, `distribute`, `token` and `vectorizer`. Each works on the database `serve` would use
 //! ([`Database::open`]) and says what it did on stdout.
 
 use sqlx::PgPool;
 
 use crate::auth::{self, SecretSource};
 use crate::config::{Config, TokenArgs, TokenRole, VectorizerArgs};
+use crate::db::citus::{self, Outcome};
 use crate::db::{migrate, rollback, Database};
 use crate::store::maintenance::{self, IntegrityCheck};
 use crate::store::vectorizer as queue;
@@ -40,6 +41,19 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let zones = &config.metric_rollup_zones;
     on_database(&config, async |pool| migrate::apply(pool, zones).await).await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// `affinity distribute`: the migrated schema made a Citus one.
+pub async fn distribute(config: Config) -> anyhow::Result<()> {
+    match on_database(&config, async |pool| citus::distribute(pool).await).await? {
+        Outcome::Distributed { workers } => println!(
+            "distributed: {} reference tables, {} tenant tables by organization_id over {workers} workers",
+            citus::REFERENCE_TABLES.len(),
+            citus::TENANT_TABLES.len()
+        ),
+        Outcome::AlreadyDistributed => println!("already distributed: nothing to do"),
+    }
     Ok(())
 }
 

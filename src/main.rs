@@ -1,5 +1,5 @@
 //! The `affinity` binary: `serve` (the default), `token`, `migrate`
-//! (`--rollback`), `verify`, `finalize`, `vectorizer`.
+//! (`--rollback`), `verify`, `finalize`, `distribute`, `vectorizer`.
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -59,6 +59,10 @@ async fn main() -> ExitCode {
         Command::Finalize(config) => {
             init_logging(config.log_format);
             commands::finalize(config).await
+        }
+        Command::Distribute(config) => {
+            init_logging(config.log_format);
+            commands::distribute(config).await
         }
         Command::Token(args) => commands::token(args),
         Command::Vectorizer(args) => {

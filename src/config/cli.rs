@@ -37,6 +37,10 @@ pub enum Command {
     /// Drop the legacy *_backup tables (finalize_migration_cleanup()), only
     /// when every integrity check passes. Rollback is impossible afterwards.
     Finalize(Config),
+    /// On a Citus coordinator, after `migrate`: make the schema a Citus one
+    /// (reference tables, every tenant table distributed by
+    /// organization_id and co-located). Once; again, it does nothing.
+    Distribute(Config),
     /// Print the embedding queue's state (pending, being embedded, set
     /// aside, with their errors); with --requeue-failed, put the items set
     /// aside back in the queue.

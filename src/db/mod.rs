@@ -1,5 +1,6 @@
 //! The database: the private PostgreSQL cluster, the pools, the probe of
 //! its reachability, and the migrations.
+pub mod citus;
 pub mod cluster;
 mod database;
 pub mod embedded;

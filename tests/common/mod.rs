@@ -7,6 +7,7 @@ pub mod examples;
 pub mod load;
 pub mod pooler;
 pub mod process;
+pub mod rpcs;
 pub mod search;
 pub mod server;
 pub mod text;
@@ -25,6 +26,8 @@ pub struct TestDb {
     pub url: String,
     // Dropped last: stops the server and removes its directory.
     cluster: TempCluster,
+    /// A Citus coordinator's workers (`cluster` is the coordinator).
+    _workers: Vec<TempCluster>,
 }
 
 impl TestDb {
@@ -58,7 +61,34 @@ impl TestDb {
         admin.close().await;
         let url = cluster.url("affinity");
         let pool = connect(&url).await;
-        TestDb { pool, url, cluster }
+        TestDb {
+            pool,
+            url,
+            cluster,
+            _workers: Vec::new(),
+        }
+    }
+
+    /// A fresh database `affinity` on a new Citus cluster (a coordinator
+    /// and two workers, Citus created, the workers added), not migrated;
+    /// None, said in one line, where Citus cannot run (see
+    /// [`affinity_testkit::citus::available_or_say_why`]).
+    pub async fn on_citus() -> Option<TestDb> {
+        if !affinity_testkit::citus::available_or_say_why() {
+            return None;
+        }
+        let citus = affinity_testkit::citus::CitusCluster::start(2, "affinity")
+            .await
+            .expect("a Citus cluster");
+        let url = citus.url();
+        let (cluster, workers) = citus.into_nodes();
+        let pool = connect(&url).await;
+        Some(TestDb {
+            pool,
+            url,
+            cluster,
+            _workers: workers,
+        })
     }
 
     /// A fresh database with every migration applied.

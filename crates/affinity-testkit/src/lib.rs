@@ -1,6 +1,7 @@
 //! What only the tests and the benchmark of affinity use, kept out of the
 //! service's library.
 mod child;
+pub mod citus;
 pub mod cluster;
 pub mod config;
 pub mod fault_proxy;
