@@ -74,7 +74,11 @@ async fn distribute_makes_reference_tables_and_co_locates_every_tenant_table_by_
     .expect("the local tables");
     assert_eq!(
         local,
-        ["_sqlx_migrations", "migration_events", "migration_legacy_snapshot"],
+        [
+            "_sqlx_migrations",
+            "migration_events",
+            "migration_legacy_snapshot"
+        ],
         "tables neither distributed nor reference"
     );
 

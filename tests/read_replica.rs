@@ -357,8 +357,7 @@ async fn behind_pgbouncer_reads_go_to_the_replica_through_a_pooler_of_its_own() 
     .await;
     // Read after read on the replica, each answered from there.
     for _ in 0..20 {
-        let (got, on_replica, on_primary) =
-            reads_of(&s, s.orgs().list_members(members(&t))).await;
+        let (got, on_replica, on_primary) = reads_of(&s, s.orgs().list_members(members(&t))).await;
         assert_eq!(got.expect("ListMembers").into_inner().members.len(), 1);
         assert_eq!((on_replica, on_primary), (1.0, 0.0));
     }

@@ -87,7 +87,11 @@ pub async fn distribute(pool: &PgPool) -> anyhow::Result<Outcome> {
         return Ok(Outcome::AlreadyDistributed);
     }
     let mut tx = pool.begin().await?;
-    run(&mut tx, "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'").await?;
+    run(
+        &mut tx,
+        "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'",
+    )
+    .await?;
     run(&mut tx, "SET LOCAL citus.enable_unsafe_triggers TO on").await?;
     run(
         &mut tx,

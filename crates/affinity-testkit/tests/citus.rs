@@ -7,8 +7,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_coordinator_and_two_workers_spread_a_distributed_table_with_vectors_over_both_workers()
-{
+async fn a_coordinator_and_two_workers_spread_a_distributed_table_with_vectors_over_both_workers() {
     if !available_or_say_why() {
         return;
     }
