@@ -1,13 +1,18 @@
 //! The schema on a real Citus cluster (a coordinator and two workers, each
 //! a throwaway PostgreSQL with Citus and pgvector): `affinity distribute`
-//! makes the migrated schema a Citus one.
+//! makes the migrated schema a Citus one, and the service's writes work on
+//! it, through the schema's triggers run on the shards.
 //! Where Citus cannot run (not installed and no tarball to build it from),
 //! each test says so in one line and passes.
 mod common;
 
 use affinity::db::citus::{REFERENCE_TABLES, TENANT_TABLES};
-use common::server::SECRET;
+use affinity::proto;
+use common::server::{authed, service_token, TestServer, SECRET};
+use common::text::{model_server, EMBEDDED_WITHIN};
+use common::wait::{eventually, seen};
 use common::TestDb;
+use uuid::Uuid;
 
 /// `affinity <command>` on `url`: its exit status and output.
 async fn command(name: &str, url: &str) -> (bool, String) {
@@ -93,4 +98,189 @@ async fn distribute_on_plain_postgresql_is_refused_naming_citus() {
     let (ok, out) = command("distribute", &db.url).await;
     assert!(!ok, "{out}");
     assert!(out.contains("CREATE EXTENSION citus"), "{out}");
+}
+
+/// A migrated, distributed database on a new Citus cluster, and a server
+/// on its coordinator; None where Citus cannot run.
+async fn distributed_server() -> Option<TestServer> {
+    let db = TestDb::on_citus().await?;
+    let (ok, out) = command("migrate", &db.url).await;
+    assert!(ok, "{out}");
+    let (ok, out) = command("distribute", &db.url).await;
+    assert!(ok, "{out}");
+    let model = model_server().base_url();
+    Some(TestServer::start_with(db, |c| affinity_testkit::with_text_model(c, &model)).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_distributed_schema_memberships_embeddings_and_points_are_written_through_shard_triggers(
+) {
+    let Some(s) = distributed_server().await else {
+        return;
+    };
+    // CreateOrganization: a reference table and a shard in one two-phase
+    // commit (no NOTIFY on the worker).
+    let t = s.new_tenant().await;
+    let (org, service) = (t.org.to_string(), service_token());
+    let member = Uuid::new_v4();
+    s.add_member(t.org, member, proto::Role::Admin).await;
+    let listed = s
+        .orgs()
+        .list_members(authed(
+            proto::ListMembersRequest {
+                organization_id: org.clone(),
+            },
+            &t.token,
+        ))
+        .await
+        .expect("ListMembers")
+        .into_inner();
+    assert_eq!(listed.members.len(), 2);
+    assert!(s.remove_member(t.org, member, &t.token).await);
+    // The last owner stays: the trigger reads the co-located shard.
+    let last = s
+        .orgs()
+        .remove_member(authed(
+            proto::RemoveMemberRequest {
+                organization_id: org.clone(),
+                user_id: t.user.to_string(),
+            },
+            &service,
+        ))
+        .await;
+    assert_eq!(
+        last.map(|_| ()).map_err(|e| e.code()),
+        Err(tonic::Code::FailedPrecondition)
+    );
+
+    let post = Uuid::new_v4();
+    let entity = Some(proto::EntityRef {
+        entity_type: "post".into(),
+        entity_id: post.to_string(),
+    });
+    let mut v = vec![0.0f32; 384];
+    v[0] = 1.0;
+    s.similarity()
+        .upsert_embeddings(authed(
+            proto::UpsertEmbeddingsRequest {
+                organization_id: org.clone(),
+                embeddings: vec![proto::EmbeddingRecord {
+                    entity: entity.clone(),
+                    vector: v.clone(),
+                    model: "m".into(),
+                }],
+            },
+            &service,
+        ))
+        .await
+        .expect("UpsertEmbeddings");
+    let found = s
+        .similarity()
+        .search_by_vector(authed(
+            proto::SearchByVectorRequest {
+                organization_id: org.clone(),
+                vector: v,
+                ..Default::default()
+            },
+            &t.token,
+        ))
+        .await
+        .expect("SearchByVector")
+        .into_inner();
+    assert_eq!(found.items.len(), 1);
+
+    let points = [(3.0, 2), (4.0, 1)]
+        .into_iter()
+        .map(|(value, hours_ago)| proto::MetricPoint {
+            entity: entity.clone(),
+            metric_name: "likes".into(),
+            value,
+            recorded_at: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() - hours_ago * 3600,
+                nanos: 0,
+            }),
+        })
+        .collect();
+    s.metrics()
+        .record_metrics(authed(
+            proto::RecordMetricsRequest {
+                organization_id: org.clone(),
+                idempotency_key: "batch-1".into(),
+                points,
+            },
+            &service,
+        ))
+        .await
+        .expect("RecordMetrics");
+    // The shard triggers rolled the points up on their co-located shards.
+    let rolled: (f64, i64) = sqlx::query_as(
+        "SELECT sum(sum), sum(count)::bigint FROM metric_rollups_hourly WHERE organization_id = $1",
+    )
+    .bind(t.org)
+    .fetch_one(&s.db.pool)
+    .await
+    .expect("the hourly rollups");
+    assert_eq!(rolled, (7.0, 2));
+    let days: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM metric_digests_daily WHERE organization_id = $1")
+            .bind(t.org)
+            .fetch_one(&s.db.pool)
+            .await
+            .expect("the digests");
+    assert!(days >= 1, "{days}");
+    sqlx::query("DELETE FROM time_series_metrics WHERE organization_id = $1 AND value = 4")
+        .bind(t.org)
+        .execute(&s.db.pool)
+        .await
+        .expect("deleting a point");
+    let rolled: (f64, i64) = sqlx::query_as(
+        "SELECT sum(sum), sum(count)::bigint FROM metric_rollups_daily WHERE organization_id = $1",
+    )
+    .bind(t.org)
+    .fetch_one(&s.db.pool)
+    .await
+    .expect("the daily rollups");
+    assert_eq!(rolled, (3.0, 1), "recomputed after the deletion");
+
+    // An AI-context entry becomes a searchable text with its attributes.
+    s.ai_context()
+        .log_ai_context(authed(
+            proto::LogAiContextRequest {
+                organization_id: org.clone(),
+                user_id: t.user.to_string(),
+                source_type: "chat".into(),
+                context_summary: "latte art workshop".into(),
+                ai_response: "on Saturday".into(),
+                ..Default::default()
+            },
+            &t.token,
+        ))
+        .await
+        .expect("LogAiContext");
+    let texts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM item_texts WHERE organization_id = $1 AND user_id IS NOT NULL",
+    )
+    .bind(t.org)
+    .fetch_one(&s.db.pool)
+    .await
+    .expect("the texts");
+    assert_eq!(texts, 1, "the entry's text, with its attributes");
+    // The vectorizer claims it organization by organization (Citus locks
+    // rows only in a statement on one shard) and stores its vector.
+    eventually(EMBEDDED_WITHIN, || async {
+        let (vectors, left): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM embeddings WHERE organization_id = $1
+                       AND entity_type = 'ai_context'),
+                    (SELECT count(*) FROM embedding_queue WHERE organization_id = $1)",
+        )
+        .bind(t.org)
+        .fetch_one(&s.db.pool)
+        .await
+        .expect("the vectors and the queue");
+        seen(
+            (vectors, left) == (1, 0),
+            format!("{vectors} vectors, {left} queued"),
+        )
+    })
+    .await;
 }

@@ -7,7 +7,9 @@
 //! table references, and a table with an identity column; so, in one
 //! transaction: the triggers and foreign keys are set aside, the identity
 //! becomes a sequence, the tables are converted, and the foreign keys and
-//! triggers are created again (Citus creates them on every shard).
+//! triggers are created again (Citus creates them on every shard), their
+//! functions replaced by the ones in `citus_triggers.sql`, which name the
+//! co-located shards they touch.
 
 use anyhow::{bail, Context};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -47,6 +49,26 @@ pub const TENANT_TABLES: &[&str] = &[
 /// distribution column: an entry's parent becomes NO ACTION (the service
 /// deletes no entry; deleting an organization deletes its entries whole).
 const PARENT_FKEY: &str = "ai_context_logs_parent_fkey";
+
+/// The schema's trigger functions as Citus runs them (see the file).
+const TRIGGERS: &str = include_str!("citus_triggers.sql");
+
+/// Whether this database's schema has been distributed by [`distribute`].
+pub async fn is_distributed(pool: &PgPool) -> sqlx::Result<bool> {
+    let citus: bool =
+        sqlx::query_scalar("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !citus {
+        return Ok(false);
+    }
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition
+                        WHERE logicalrelid = to_regclass('public.organization_members'))",
+    )
+    .fetch_one(pool)
+    .await
+}
 
 /// What [`distribute`] did.
 #[derive(Debug, PartialEq, Eq)]
@@ -176,6 +198,10 @@ pub async fn distribute(pool: &PgPool) -> anyhow::Result<Outcome> {
          END $$",
     )
     .await?;
+    sqlx::raw_sql(TRIGGERS)
+        .execute(&mut *tx)
+        .await
+        .context("the trigger functions as Citus runs them")?;
     tx.commit().await?;
     Ok(Outcome::Distributed { workers })
 }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::db::pool::CountedPool;
 use crate::db::reachability::Reachability;
 use crate::db::replica::ReplicaState;
-use crate::db::{migrate, pooler, Database};
+use crate::db::{citus, migrate, pooler, Database};
 use crate::embedding::EmbeddingClient;
 use crate::observability::{Metrics, PoolStats};
 use crate::store;
@@ -107,7 +107,7 @@ fn count(n: usize) -> i64 {
 pub(super) struct Background {
     _jobs: JoinSet<()>,
     vectorizer: Option<vectorizer::Vectorizer>,
-    _changes: AbortOnDrop,
+    _changes: Option<AbortOnDrop>,
 }
 
 impl Background {
@@ -128,15 +128,35 @@ pub(super) async fn background(
     pool: &PgPool,
 ) -> Background {
     let jobs = crate::jobs::spawn(config, pool.clone(), metrics.clone());
+    let distributed = match citus::is_distributed(pool).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether the schema is distributed by Citus; taking it as not");
+            false
+        }
+    };
     let vectorizer = match (&state.embedder, config.text.vectorizer()) {
         (Some(client), Ok(settings)) => Some(vectorizer::spawn(
             client.clone(),
             settings,
             pool.clone(),
             metrics.vectorizer.clone(),
+            distributed,
         )),
         _ => None,
     };
+    if distributed {
+        // Announcements made on a worker cannot reach this LISTEN, and
+        // Citus refuses them in a two-phase commit (README "On Citus").
+        tracing::warn!(
+            "the schema is distributed by Citus: changes are not announced, so the permission and metrics caches stay off"
+        );
+        return Background {
+            _jobs: jobs,
+            vectorizer,
+            _changes: None,
+        };
+    }
     let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
     let followers: Vec<Arc<dyn Follower>> = vec![
         Arc::new(state.membership.clone()),
@@ -158,7 +178,7 @@ pub(super) async fn background(
     Background {
         _jobs: jobs,
         vectorizer,
-        _changes: changes,
+        _changes: Some(changes),
     }
 }
 

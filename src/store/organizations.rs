@@ -152,7 +152,7 @@ pub async fn put_member<'c>(
     ensure_user(&mut *tx, user).await?;
     let member: Member = sql::query_as(
         "INSERT INTO organization_members (organization_id, user_id, role) VALUES ($1, $2, $3)
-         ON CONFLICT (organization_id, user_id) DO UPDATE SET role = EXCLUDED.role, updated_at = now()
+         ON CONFLICT (organization_id, user_id) DO UPDATE SET role = EXCLUDED.role, updated_at = EXCLUDED.updated_at
          RETURNING organization_id, user_id, role, joined_at",
     )
     .bind(org)

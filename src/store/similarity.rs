@@ -345,7 +345,8 @@ pub async fn upsert<'e>(
          FROM unnest($2::text[], $3::uuid[], $4::text[], $5::integer[], $6::vector[])
               AS t(entity_type, entity_id, model, dimension, embedding)
          ON CONFLICT (organization_id, entity_type, entity_id, model) DO UPDATE
-         SET embedding = EXCLUDED.embedding, dimension = EXCLUDED.dimension, updated_at = now()",
+         SET embedding = EXCLUDED.embedding, dimension = EXCLUDED.dimension,
+             updated_at = EXCLUDED.updated_at",
     )
     .bind(org)
     .bind(&types)

@@ -6,7 +6,7 @@ use crate::db::sql;
 use std::time::Duration;
 
 use pgvector::Vector;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// A claimed item: its key, the text version and the text to embed.
@@ -19,6 +19,25 @@ pub struct Claimed {
     pub body: String,
 }
 
+/// The claim: the ready items (`{scope}` narrows them), locked without
+/// waiting, leased and returned with their text.
+const CLAIM: &str = "WITH ready AS (
+         SELECT organization_id, entity_type, entity_id FROM embedding_queue
+         WHERE failed_at IS NULL AND not_before <= now()
+           AND (claimed_until IS NULL OR claimed_until < now()) {scope}
+         ORDER BY not_before
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+     )
+     UPDATE embedding_queue q
+     SET claimed_until = now() + make_interval(secs => $2), claimed_by = $3
+     FROM ready r, item_texts t
+     WHERE q.organization_id = r.organization_id AND q.entity_type = r.entity_type
+       AND q.entity_id = r.entity_id
+       AND t.organization_id = q.organization_id AND t.entity_type = q.entity_type
+       AND t.entity_id = q.entity_id
+     RETURNING q.organization_id, q.entity_type, q.entity_id, t.version, t.body";
+
 /// Claims up to `limit` ready items for `lease`: items nobody holds, or
 /// whose holder's lease ran out (a replica that died).
 pub async fn claim<'e>(
@@ -27,29 +46,48 @@ pub async fn claim<'e>(
     lease: Duration,
     worker: &str,
 ) -> sqlx::Result<Vec<Claimed>> {
-    sql::query_as(
-        "WITH ready AS (
-             SELECT organization_id, entity_type, entity_id FROM embedding_queue
-             WHERE failed_at IS NULL AND not_before <= now()
-               AND (claimed_until IS NULL OR claimed_until < now())
-             ORDER BY not_before
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED
-         )
-         UPDATE embedding_queue q
-         SET claimed_until = now() + make_interval(secs => $2), claimed_by = $3
-         FROM ready r, item_texts t
-         WHERE q.organization_id = r.organization_id AND q.entity_type = r.entity_type
-           AND q.entity_id = r.entity_id
-           AND t.organization_id = q.organization_id AND t.entity_type = q.entity_type
-           AND t.entity_id = q.entity_id
-         RETURNING q.organization_id, q.entity_type, q.entity_id, t.version, t.body",
+    sql::query_as(&CLAIM.replace("{scope}", ""))
+        .bind(limit as i64)
+        .bind(lease.as_secs_f64())
+        .bind(worker)
+        .fetch_all(db)
+        .await
+}
+
+/// [`claim`] on a schema distributed by Citus, which locks rows (FOR
+/// UPDATE) only in a statement on one shard: the organizations with the
+/// oldest ready items first, then the claim in each, until `limit` items.
+pub async fn claim_by_organization(
+    db: &PgPool,
+    limit: usize,
+    lease: Duration,
+    worker: &str,
+) -> sqlx::Result<Vec<Claimed>> {
+    let orgs: Vec<Uuid> = sql::query_scalar(
+        "SELECT organization_id FROM embedding_queue
+         WHERE failed_at IS NULL AND not_before <= now()
+           AND (claimed_until IS NULL OR claimed_until < now())
+         GROUP BY organization_id ORDER BY min(not_before) LIMIT $1",
     )
     .bind(limit as i64)
-    .bind(lease.as_secs_f64())
-    .bind(worker)
     .fetch_all(db)
-    .await
+    .await?;
+    let in_one = CLAIM.replace("{scope}", "AND organization_id = $4");
+    let mut claimed = Vec::new();
+    for org in orgs {
+        if claimed.len() >= limit {
+            break;
+        }
+        let more: Vec<Claimed> = sql::query_as(&in_one)
+            .bind((limit - claimed.len()) as i64)
+            .bind(lease.as_secs_f64())
+            .bind(worker)
+            .bind(org)
+            .fetch_all(db)
+            .await?;
+        claimed.extend(more);
+    }
+    Ok(claimed)
 }
 
 /// Keys of claimed items as parallel arrays, for unnest().
@@ -90,7 +128,7 @@ pub async fn store(
              FROM current
              ON CONFLICT (organization_id, entity_type, entity_id, model) DO UPDATE
              SET embedding = EXCLUDED.embedding, dimension = EXCLUDED.dimension,
-                 text_version = EXCLUDED.text_version, updated_at = now()
+                 text_version = EXCLUDED.text_version, updated_at = EXCLUDED.updated_at
              WHERE embeddings.text_version IS NULL OR embeddings.text_version <= EXCLUDED.text_version
              RETURNING 1
          ), done AS (

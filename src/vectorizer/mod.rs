@@ -68,6 +68,7 @@ pub fn spawn(
     settings: VectorizerSettings,
     pool: PgPool,
     metrics: VectorizerMetrics,
+    distributed: bool,
 ) -> Vectorizer {
     let mut tasks = JoinSet::new();
     let replica = crate::random_uuid().simple().to_string();
@@ -78,6 +79,7 @@ pub fn spawn(
         metrics: metrics.clone(),
         causes: causes::Causes::default(),
         replica: replica.clone(),
+        distributed,
     });
     tasks.spawn(sample(pool.clone(), metrics));
     if settings.workers > 0 {

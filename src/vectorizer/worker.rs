@@ -25,6 +25,9 @@ pub struct Shared {
     pub causes: Causes,
     /// This replica's name in `claimed_by`.
     pub replica: String,
+    /// The schema is distributed by Citus: claims go organization by
+    /// organization.
+    pub distributed: bool,
 }
 
 /// What became of a batch.
@@ -52,7 +55,12 @@ pub async fn run(shared: Arc<Shared>, n: usize) {
 
 async fn batch(shared: &Shared, worker: &str) -> Outcome {
     let lease = shared.settings.lease;
-    let claimed = match queue::claim(&shared.pool, shared.client.batch(), lease, worker).await {
+    let limit = shared.client.batch();
+    let claimed = match shared.distributed {
+        true => queue::claim_by_organization(&shared.pool, limit, lease, worker).await,
+        false => queue::claim(&shared.pool, limit, lease, worker).await,
+    };
+    let claimed = match claimed {
         Ok(c) if c.is_empty() => return Outcome::Idle,
         Ok(c) => c,
         Err(e) => {
