@@ -314,8 +314,12 @@ BEGIN
 END;
 $fn$;
 
-CREATE OR REPLACE FUNCTION metric_rollups_on_delete() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+-- metric_rollups_on_delete and metric_rollups_on_update: one body (a
+-- trigger's transition tables are visible to its own function only, so the
+-- two cannot call a shared one).
+DO $do$
+DECLARE
+    body text := $body$
 DECLARE
     changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
                     ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
@@ -336,31 +340,12 @@ BEGIN
     PERFORM citus_rollups_recompute(TG_RELID);
     RETURN NULL;
 END;
-$fn$;
-
-CREATE OR REPLACE FUNCTION metric_rollups_on_update() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
-                    ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
+$body$;
 BEGIN
-    PERFORM metric_rollups_prepare_keys();
-    EXECUTE format($q$
-    INSERT INTO _rollup_hours
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name,
-                    date_trunc('hour', p.recorded_at, 'UTC')
-    FROM (%s) p
-    $q$, changed);
-    EXECUTE format($q$
-    INSERT INTO _rollup_days
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-                    date_trunc('day', p.recorded_at, z.time_zone)
-    FROM (%s) p CROSS JOIN %s z
-    $q$, changed, citus_shard_of('metric_rollup_zones', TG_RELID));
-    PERFORM citus_rollups_recompute(TG_RELID);
-    RETURN NULL;
+    EXECUTE format('CREATE OR REPLACE FUNCTION metric_rollups_on_delete() RETURNS trigger LANGUAGE plpgsql AS %L', body);
+    EXECUTE format('CREATE OR REPLACE FUNCTION metric_rollups_on_update() RETURNS trigger LANGUAGE plpgsql AS %L', body);
 END;
-$fn$;
+$do$;
 
 CREATE OR REPLACE FUNCTION metric_rollups_on_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
@@ -422,8 +407,10 @@ BEGIN
 END;
 $fn$;
 
-CREATE OR REPLACE FUNCTION metric_digests_on_delete() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
+-- metric_digests_on_delete and metric_digests_on_update: the same.
+DO $do$
+DECLARE
+    body text := $body$
 DECLARE
     changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
                     ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
@@ -438,25 +425,12 @@ BEGIN
     PERFORM citus_digests_rebuild(TG_RELID);
     RETURN NULL;
 END;
-$fn$;
-
-CREATE OR REPLACE FUNCTION metric_digests_on_update() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
-                    ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
+$body$;
 BEGIN
-    PERFORM metric_digests_prepare_days();
-    EXECUTE format($q$
-    INSERT INTO _digest_days
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-                    date_trunc('day', p.recorded_at, z.time_zone)
-    FROM (%s) p CROSS JOIN %s z
-    $q$, changed, citus_shard_of('metric_rollup_zones', TG_RELID));
-    PERFORM citus_digests_rebuild(TG_RELID);
-    RETURN NULL;
+    EXECUTE format('CREATE OR REPLACE FUNCTION metric_digests_on_delete() RETURNS trigger LANGUAGE plpgsql AS %L', body);
+    EXECUTE format('CREATE OR REPLACE FUNCTION metric_digests_on_update() RETURNS trigger LANGUAGE plpgsql AS %L', body);
 END;
-$fn$;
+$do$;
 
 CREATE OR REPLACE FUNCTION metric_digests_on_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
