@@ -67,6 +67,21 @@ async fn counter(s: &TestServer, series: &str) -> f64 {
     sample(&scrape(addr).await, series).unwrap_or(0.0)
 }
 
+/// Waits until the replica answers `t`'s member list (its probe is up and
+/// it has replayed the organization), counted as a replica read.
+async fn replica_serves_the_tenant(s: &TestServer, t: &Tenant) {
+    eventually(Duration::from_secs(30), || async {
+        let got = s.orgs().list_members(members(t)).await;
+        let n = got.as_ref().map_or(0, |r| r.get_ref().members.len());
+        let served = counter(s, REPLICA_READS).await;
+        seen(
+            n == 1 && served >= 1.0,
+            format!("{got:?}, {served} on the replica"),
+        )
+    })
+    .await;
+}
+
 fn members(t: &Tenant) -> tonic::Request<proto::ListMembersRequest> {
     authed(
         proto::ListMembersRequest {
@@ -86,18 +101,7 @@ fn fresh<T>(mut req: tonic::Request<T>) -> tonic::Request<T> {
 async fn lists_go_to_the_replica_and_a_no_cache_read_sees_its_own_write_on_the_primary() {
     let (s, _replica) = with_replica().await;
     let t = s.new_tenant().await;
-    // The replica serves the list once its probe is up and it has caught
-    // up with the organization.
-    eventually(Duration::from_secs(30), || async {
-        let got = s.orgs().list_members(members(&t)).await;
-        let n = got.as_ref().map_or(0, |r| r.get_ref().members.len());
-        let served = counter(&s, REPLICA_READS).await;
-        seen(
-            n == 1 && served >= 1.0,
-            format!("{got:?}, {served} on the replica"),
-        )
-    })
-    .await;
+    replica_serves_the_tenant(&s, &t).await;
 
     // A write, then its read with no-cache: the primary, at once.
     let member = Uuid::new_v4();
@@ -345,16 +349,7 @@ async fn behind_pgbouncer_reads_go_to_the_replica_through_a_pooler_of_its_own() 
     })
     .await;
     let t = s.new_tenant().await;
-    eventually(Duration::from_secs(30), || async {
-        let got = s.orgs().list_members(members(&t)).await;
-        let n = got.as_ref().map_or(0, |r| r.get_ref().members.len());
-        let served = counter(&s, REPLICA_READS).await;
-        seen(
-            n == 1 && served >= 1.0,
-            format!("{got:?}, {served} on the replica"),
-        )
-    })
-    .await;
+    replica_serves_the_tenant(&s, &t).await;
     // Read after read on the replica, each answered from there.
     for _ in 0..20 {
         let (got, on_replica, on_primary) = reads_of(&s, s.orgs().list_members(members(&t))).await;
