@@ -365,3 +365,29 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     pct(&v, 0.5)
 }
+
+/// One side's windows together: the median of their rates, the p50 and p99
+/// of all their latencies, their peak connections and errors.
+pub struct Summary {
+    pub rate: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub peak_connections: i64,
+    pub errors: u64,
+}
+
+pub fn summary<'a>(windows: impl Iterator<Item = &'a Window>, side: Side) -> Summary {
+    let of: Vec<&Window> = windows.filter(|w| w.side == side).collect();
+    let mut all: Vec<f64> = of
+        .iter()
+        .flat_map(|w| w.latencies.iter().copied())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    Summary {
+        rate: median(of.iter().map(|w| w.rate()).collect()),
+        p50: pct(&all, 0.5),
+        p99: pct(&all, 0.99),
+        peak_connections: of.iter().map(|w| w.peak_connections).max().unwrap_or(0),
+        errors: of.iter().map(|w| w.errors).sum(),
+    }
+}

@@ -1,6 +1,6 @@
 //! The pooler benchmark's report.
 
-use crate::drive::{median, pct, Side, Window};
+use crate::drive::{pct, summary, Side, Window};
 use crate::Args;
 
 pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) -> String {
@@ -34,22 +34,10 @@ pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) 
             w.cpu_ms[3],
         );
     }
-    let side = |side: Side| -> (f64, f64, f64, i64, u64) {
-        let of: Vec<&Window> = windows.iter().filter(|w| w.side == side).collect();
-        let mut all: Vec<f64> = of
-            .iter()
-            .flat_map(|w| w.latencies.iter().copied())
-            .collect();
-        all.sort_by(f64::total_cmp);
-        (
-            median(of.iter().map(|w| w.rate()).collect()),
-            pct(&all, 0.5),
-            pct(&all, 0.99),
-            of.iter().map(|w| w.peak_connections).max().unwrap_or(0),
-            of.iter().map(|w| w.errors).sum(),
-        )
-    };
-    let (d, p) = (side(Side::Direct), side(Side::Pooled));
+    let (d, p) = (
+        summary(windows.iter(), Side::Direct),
+        summary(windows.iter(), Side::Pooled),
+    );
     s += &format!(
         "\n{} callers over {} replicas ({} s measured per window after {:.1} s of warm-up); each \
          replica's pool: {} connections. Median of the rounds: direct {:.0} calls/s (p50 {:.2} ms, \
@@ -61,17 +49,17 @@ pub fn render(args: &Args, windows: &[Window], versions: &str, whole_secs: f64) 
         args.secs,
         args.secs / 4.0,
         args.pool,
-        d.0,
-        d.1,
-        d.2,
-        d.3,
-        d.4,
-        p.0,
-        p.1,
-        p.2,
-        p.3,
-        p.4,
-        p.0 / d.0,
+        d.rate,
+        d.p50,
+        d.p99,
+        d.peak_connections,
+        d.errors,
+        p.rate,
+        p.p50,
+        p.p99,
+        p.peak_connections,
+        p.errors,
+        p.rate / d.rate,
     );
     s
 }

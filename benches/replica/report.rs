@@ -1,6 +1,6 @@
 //! The replica benchmark's report.
 
-use crate::drive::{median, pct, Side, Window};
+use crate::drive::{pct, summary, Side, Window};
 use crate::Args;
 
 /// A window and where its reads went (the service's counters).
@@ -40,25 +40,11 @@ pub fn render(args: &Args, windows: &[Measured], versions: &str, whole_secs: f64
             w.cpu_ms[3],
         );
     }
-    let side = |side: Side| -> (f64, f64, f64, u64) {
-        let of: Vec<&Window> = windows
-            .iter()
-            .map(|m| &m.window)
-            .filter(|w| w.side == side)
-            .collect();
-        let mut all: Vec<f64> = of
-            .iter()
-            .flat_map(|w| w.latencies.iter().copied())
-            .collect();
-        all.sort_by(f64::total_cmp);
-        (
-            median(of.iter().map(|w| w.rate()).collect()),
-            pct(&all, 0.5),
-            pct(&all, 0.99),
-            of.iter().map(|w| w.errors).sum(),
-        )
-    };
-    let (p, r) = (side(Side::PrimaryOnly), side(Side::WithReplica));
+    let windows = || windows.iter().map(|m| &m.window);
+    let (p, r) = (
+        summary(windows(), Side::PrimaryOnly),
+        summary(windows(), Side::WithReplica),
+    );
     s += &format!(
         "\n{} callers on one service ({} s measured per window after {:.1} s of warm-up; pools of \
          {} connections). Median of the rounds: primary only {:.0} reads/s (p50 {:.2} ms, p99 \
@@ -70,15 +56,15 @@ pub fn render(args: &Args, windows: &[Measured], versions: &str, whole_secs: f64
         args.secs,
         args.secs / 4.0,
         args.pool,
-        p.0,
-        p.1,
-        p.2,
-        p.3,
-        r.0,
-        r.1,
-        r.2,
-        r.3,
-        r.0 / p.0,
+        p.rate,
+        p.p50,
+        p.p99,
+        p.errors,
+        r.rate,
+        r.p50,
+        r.p99,
+        r.errors,
+        r.rate / p.rate,
     );
     s
 }
