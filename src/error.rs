@@ -71,9 +71,9 @@ impl ApiError {
     /// and it learns NOT_FOUND.
     pub fn from_write(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
-            let on_organization = db
-                .constraint()
-                .is_some_and(|c| c.ends_with("organization_id_fkey"));
+            let constraint = constraint_of(db.as_ref());
+            let constraint = constraint.as_deref();
+            let on_organization = constraint.is_some_and(|c| c.ends_with("organization_id_fkey"));
             if db.code().as_deref() == Some("23503") && on_organization {
                 return ApiError::NotFound("the organization does not exist".into());
             }
@@ -81,20 +81,35 @@ impl ApiError {
             // parent does not exist or is another organization's (no probing
             // for other organizations' entries).
             if db.code().as_deref() == Some("23503")
-                && db.constraint() == Some("ai_context_logs_parent_fkey")
+                && constraint == Some("ai_context_logs_parent_fkey")
             {
                 return ApiError::invalid("parent_id names no entry of this organization");
             }
             // Feedback's entry key holds the organization too: NOT_FOUND for
             // members (the contract's table), who passed authorization.
             if db.code().as_deref() == Some("23503")
-                && db.constraint() == Some(crate::store::ai_context::feedback::ENTRY_KEY)
+                && constraint == Some(crate::store::ai_context::feedback::ENTRY_KEY)
             {
                 return ApiError::NotFound("entry_id names no entry of this organization".into());
             }
         }
         ApiError::from(e)
     }
+}
+
+/// The constraint a database error names: its own field, or, where Citus
+/// relays a worker's error (without its fields), the name its message
+/// quotes, less the shard id Citus appends to a shard's constraints.
+fn constraint_of(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
+    if let Some(c) = db.constraint() {
+        return Some(c.to_owned());
+    }
+    let (_, quoted) = db.message().split_once(" constraint \"")?;
+    let (name, _) = quoted.split_once('"')?;
+    Some(match name.rsplit_once('_') {
+        Some((table, shard)) if shard.bytes().all(|b| b.is_ascii_digit()) => table.to_owned(),
+        _ => name.to_owned(),
+    })
 }
 
 /// A handler's answer, converted to tonic's types once.

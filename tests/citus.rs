@@ -8,29 +8,12 @@ mod common;
 
 use affinity::db::citus::{REFERENCE_TABLES, TENANT_TABLES};
 use affinity::proto;
-use common::server::{authed, service_token, TestServer, SECRET};
-use common::text::{model_server, EMBEDDED_WITHIN};
+use common::citus::{command, distributed_server};
+use common::server::{authed, service_token};
+use common::text::EMBEDDED_WITHIN;
 use common::wait::{eventually, seen};
 use common::TestDb;
 use uuid::Uuid;
-
-/// `affinity <command>` on `url`: its exit status and output.
-async fn command(name: &str, url: &str) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_affinity"))
-        .arg(name)
-        .env_remove("AFFINITY_DIRECT_DATABASE_URL")
-        .env("DATABASE_URL", url)
-        .env("AFFINITY_JWT_SECRET", SECRET)
-        .output()
-        .await
-        .expect("running affinity");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn distribute_makes_reference_tables_and_co_locates_every_tenant_table_by_organization_once()
@@ -98,18 +81,6 @@ async fn distribute_on_plain_postgresql_is_refused_naming_citus() {
     let (ok, out) = command("distribute", &db.url).await;
     assert!(!ok, "{out}");
     assert!(out.contains("CREATE EXTENSION citus"), "{out}");
-}
-
-/// A migrated, distributed database on a new Citus cluster, and a server
-/// on its coordinator; None where Citus cannot run.
-async fn distributed_server() -> Option<TestServer> {
-    let db = TestDb::on_citus().await?;
-    let (ok, out) = command("migrate", &db.url).await;
-    assert!(ok, "{out}");
-    let (ok, out) = command("distribute", &db.url).await;
-    assert!(ok, "{out}");
-    let model = model_server().base_url();
-    Some(TestServer::start_with(db, |c| affinity_testkit::with_text_model(c, &model)).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,4 +254,102 @@ async fn on_the_distributed_schema_memberships_embeddings_and_points_are_written
         )
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_migration_is_distributed_only_once_finalized_and_then_verifies() {
+    let Some(db) = TestDb::on_citus().await else {
+        return;
+    };
+    let cfg = affinity_testkit::legacy::LegacyConfig {
+        seed: 5,
+        users: 4,
+        posts: 12,
+    };
+    affinity_testkit::legacy::create_and_fill(&db.pool, &cfg)
+        .await
+        .expect("a legacy database");
+    let (ok, out) = command("migrate", &db.url).await;
+    assert!(ok, "{out}");
+    let (ok, out) = command("distribute", &db.url).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("finalize_migration_cleanup()"), "{out}");
+    assert!(out.contains("posts_backup"), "{out}");
+
+    sqlx::query("SELECT finalize_migration_cleanup()")
+        .execute(&db.pool)
+        .await
+        .expect("finalizing the migration");
+    let (ok, out) = command("distribute", &db.url).await;
+    assert!(ok, "{out}");
+    let failed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT check_name, details FROM verify_migration_integrity() WHERE NOT passed",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("the integrity checks, on Citus");
+    assert_eq!(failed, []);
+    let checks: i64 = sqlx::query_scalar("SELECT count(*) FROM verify_migration_integrity()")
+        .fetch_one(&db.pool)
+        .await
+        .expect("the integrity checks");
+    assert!(checks >= 4, "{checks}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_citus_changes_are_announced_as_rows_each_entity_named_up_to_a_thousand() {
+    let Some(db) = common::citus::distributed_db().await else {
+        return;
+    };
+    let org = Uuid::new_v4();
+    sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'o', $2)")
+        .bind(org)
+        .bind(format!("o-{}", org.simple()))
+        .execute(&db.pool)
+        .await
+        .expect("an organization");
+    let points = |n: i32| {
+        sqlx::query(
+            "INSERT INTO time_series_metrics
+                 (organization_id, entity_type, entity_id, metric_name, value, recorded_at)
+             SELECT $1, 'post', gen_random_uuid(), 'views', 1, now() FROM generate_series(1, $2)",
+        )
+        .bind(org)
+        .bind(n)
+    };
+    let payloads = || {
+        sqlx::query_scalar::<_, String>(
+            "DELETE FROM change_announcements WHERE organization_id = $1 RETURNING payload",
+        )
+        .bind(org)
+        .fetch_all(&db.pool)
+    };
+    points(1000).execute(&db.pool).await.expect("1,000 points");
+    let named = payloads().await.expect("the announcements");
+    assert_eq!(named.len(), 1000);
+    let prefix = format!("{org}:");
+    assert!(named.iter().all(|p| p.starts_with(&prefix)), "{named:?}");
+    points(1001).execute(&db.pool).await.expect("1,001 points");
+    assert_eq!(payloads().await.expect("the announcements"), ["*"]);
+    // A truncation announces everything, from each shard with members.
+    sqlx::query("INSERT INTO user_profiles (id, organization_id) VALUES ($1, $2)")
+        .bind(Uuid::new_v4())
+        .bind(org)
+        .execute(&db.pool)
+        .await
+        .expect("a user");
+    sqlx::query(
+        "INSERT INTO organization_members (organization_id, user_id, role)
+         SELECT $1, id, 'owner' FROM user_profiles WHERE organization_id = $1",
+    )
+    .bind(org)
+    .execute(&db.pool)
+    .await
+    .expect("an owner");
+    payloads().await.expect("the membership's announcement");
+    sqlx::query("TRUNCATE time_series_metrics")
+        .execute(&db.pool)
+        .await
+        .expect("a truncation");
+    assert_eq!(payloads().await.expect("the announcements"), ["*"]);
 }

@@ -65,12 +65,11 @@ async fn insert_member(pool: &PgPool, org: Uuid, user: Uuid, role: &str) {
 /// Turns the announcement of membership changes off or on (`switch`:
 /// DISABLE or ENABLE).
 async fn announcements(pool: &PgPool, switch: &str) {
-    sqlx::query(&format!(
-        "ALTER TABLE organization_members {switch} TRIGGER organization_members_notify"
-    ))
-    .execute(pool)
-    .await
-    .unwrap();
+    common::alter_trigger(
+        pool,
+        &format!("ALTER TABLE organization_members {switch} TRIGGER organization_members_notify"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

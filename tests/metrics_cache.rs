@@ -95,6 +95,9 @@ async fn insert(pool: &PgPool, org: Uuid, entity: Uuid, value: f64) {
 }
 
 async fn sql(pool: &PgPool, statement: &str) {
+    if statement.starts_with("ALTER TABLE") {
+        return common::alter_trigger(pool, statement).await;
+    }
     sqlx::query(statement).execute(pool).await.unwrap();
 }
 

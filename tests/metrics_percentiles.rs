@@ -35,7 +35,7 @@ fn post(id: Uuid) -> Option<proto::EntityRef> {
 
 /// A server keeping daily rollups (and digests) in Europe/Berlin as well.
 async fn server() -> TestServer {
-    TestServer::start_with(TestDb::empty().await, |c| {
+    TestServer::start_with(TestDb::for_server().await, |c| {
         c.metric_rollup_zones = vec!["UTC".into(), "Europe/Berlin".into()];
     })
     .await

@@ -316,7 +316,7 @@ async fn archived_and_truncated_points_leave_the_rollups() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_adds_its_configured_rollup_zones_at_start() {
-    let s = TestServer::start_with(TestDb::empty().await, |c: &mut Config| {
+    let s = TestServer::start_with(TestDb::for_server().await, |c: &mut Config| {
         c.metric_rollup_zones = vec!["UTC".into(), " Asia/Tokyo".into(), "".into()];
     })
     .await;

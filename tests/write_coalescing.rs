@@ -160,7 +160,7 @@ async fn coalesced_writes_send_a_response_with_a_large_payload_in_one_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_write_coalescing_responses_large_and_small_arrive_whole() {
-    let server = TestServer::start_with(TestDb::empty().await, |c| {
+    let server = TestServer::start_with(TestDb::for_server().await, |c| {
         c.coalesce_writes = Switch::Off;
     })
     .await;

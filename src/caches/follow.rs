@@ -8,7 +8,7 @@
 //! is gone).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -73,19 +73,54 @@ pub async fn follow(
     followers: Vec<Arc<dyn Follower>>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut ready = Some(ready);
+    let ready = Ready::new(ready);
+    keep_following(&followers, "change notifications interrupted", || {
+        follow_once(&pool, &followers, &ready)
+    })
+    .await
+}
+
+/// Tells the task that started following, once, that the caches are on.
+pub(crate) struct Ready(Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Ready {
+    pub(crate) fn new(tx: tokio::sync::oneshot::Sender<()>) -> Self {
+        Ready(Mutex::new(Some(tx)))
+    }
+
+    /// The followers' caches are on: they follow every change from now.
+    pub(crate) fn following(&self, followers: &[Arc<dyn Follower>]) {
+        for f in followers {
+            set_following(f.as_ref(), true);
+        }
+        let tx = self.0.lock().ok().and_then(|mut t| t.take());
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs `once` (one spell of following, ended by an error or a lost
+/// connection) again and again, the caches off between spells; after an
+/// error it waits, longer each time in a row (up to 5 s).
+pub(crate) async fn keep_following<F, Fut>(followers: &[Arc<dyn Follower>], trouble: &str, once: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<()>>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
-        match follow_once(&pool, &followers, &mut ready).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(error = %e, "change notifications interrupted; the permission and metrics caches are off until they resume");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+        let ended = once().await;
+        if followers.iter().any(|f| f.following().is_on()) {
+            backoff = Duration::from_millis(100);
         }
-        for f in &followers {
+        for f in followers {
             set_following(f.as_ref(), false);
+        }
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "{trouble}; the permission and metrics caches are off until they resume");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -94,17 +129,12 @@ pub async fn follow(
 async fn follow_once(
     pool: &PgPool,
     followers: &[Arc<dyn Follower>],
-    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ready: &Ready,
 ) -> sqlx::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     let channels: Vec<&str> = followers.iter().map(|f| f.channel()).collect();
     listener.listen_all(channels).await?;
-    for f in followers {
-        set_following(f.as_ref(), true);
-    }
-    if let Some(tx) = ready.take() {
-        let _ = tx.send(());
-    }
+    ready.following(followers);
     loop {
         // None: the connection was lost (sqlx reconnects on the next call,
         // but what was sent meanwhile is gone).

@@ -3,6 +3,7 @@
 pub mod follow;
 pub mod membership;
 pub mod metrics;
+pub mod poll;
 
 pub use follow::Follower;
 pub use membership::MembershipCache;

@@ -8,8 +8,9 @@
 //! transaction: the triggers and foreign keys are set aside, the identity
 //! becomes a sequence, the tables are converted, and the foreign keys and
 //! triggers are created again (Citus creates them on every shard), their
-//! functions replaced by the ones in `citus_triggers.sql`, which name the
-//! co-located shards they touch.
+//! functions replaced by the ones in `citus_triggers.sql` and
+//! `citus_rollups.sql`, which name the co-located shards they touch, and the
+//! read functions by those of `citus_reads.sql`, which Citus can plan.
 
 use anyhow::{bail, Context};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -34,6 +35,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "post_media_links",
     "post_insights",
     "time_series_metrics",
+    "archive.time_series_metrics",
     "embeddings",
     "ai_context_logs",
     "ai_context_feedback",
@@ -43,15 +45,32 @@ pub const TENANT_TABLES: &[&str] = &[
     "metric_batch_keys",
     "item_texts",
     "embedding_queue",
+    "change_announcements",
 ];
+
+/// Where the triggers announce changes on Citus, for the service to poll
+/// (a NOTIFY on a worker cannot be: see `citus_triggers.sql`). Only here:
+/// plain PostgreSQL announces with NOTIFY.
+const ANNOUNCEMENTS: &str = "CREATE TABLE change_announcements (
+    organization_id uuid NOT NULL,
+    id bigserial,
+    channel text NOT NULL,
+    payload text NOT NULL,
+    announced_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (organization_id, id)
+)";
 
 /// Citus takes no SET NULL action on a foreign key that holds the
 /// distribution column: an entry's parent becomes NO ACTION (the service
 /// deletes no entry; deleting an organization deletes its entries whole).
 const PARENT_FKEY: &str = "ai_context_logs_parent_fkey";
 
-/// The schema's trigger functions as Citus runs them (see the file).
-const TRIGGERS: &str = include_str!("citus_triggers.sql");
+/// The schema's functions as Citus runs them, in order (see each file).
+const FUNCTIONS: &[(&str, &str)] = &[
+    ("citus_triggers.sql", include_str!("citus_triggers.sql")),
+    ("citus_rollups.sql", include_str!("citus_rollups.sql")),
+    ("citus_reads.sql", include_str!("citus_reads.sql")),
+];
 
 /// Whether this database's schema has been distributed by [`distribute`].
 pub async fn is_distributed(pool: &PgPool) -> sqlx::Result<bool> {
@@ -107,6 +126,22 @@ pub async fn distribute(pool: &PgPool) -> anyhow::Result<Outcome> {
     .await?;
     if done == TENANT_TABLES.len() as i64 {
         return Ok(Outcome::AlreadyDistributed);
+    }
+    // The legacy rows' backups are local tables that the integrity checks
+    // join with tenant tables; Citus joins no such pair.
+    let backups: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class
+         WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname LIKE '%\\_backup'
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    if !backups.is_empty() {
+        bail!(
+            "the legacy migration is not finalized ({} still here): check it with \
+             verify_migration_integrity() and run finalize_migration_cleanup() first",
+            backups.join(", ")
+        );
     }
     let mut tx = pool.begin().await?;
     run(
@@ -165,6 +200,12 @@ pub async fn distribute(pool: &PgPool) -> anyhow::Result<Outcome> {
          END $$",
     )
     .await?;
+    run(&mut tx, ANNOUNCEMENTS).await?;
+    run(
+        &mut tx,
+        "CREATE INDEX change_announcements_at_idx ON change_announcements (announced_at)",
+    )
+    .await?;
     for table in REFERENCE_TABLES {
         sqlx::query("SELECT create_reference_table($1::regclass)")
             .bind(table)
@@ -198,10 +239,12 @@ pub async fn distribute(pool: &PgPool) -> anyhow::Result<Outcome> {
          END $$",
     )
     .await?;
-    sqlx::raw_sql(TRIGGERS)
-        .execute(&mut *tx)
-        .await
-        .context("the trigger functions as Citus runs them")?;
+    for (file, sql) in FUNCTIONS {
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("the functions of {file}"))?;
+    }
     tx.commit().await?;
     Ok(Outcome::Distributed { workers })
 }

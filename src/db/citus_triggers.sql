@@ -33,19 +33,72 @@ BEGIN
 END;
 $fn$;
 
--- Change announcements: a NOTIFY on a worker fails every transaction Citus
--- commits in two phases, and would not reach the coordinator's LISTEN
--- anyway. The service does not use its caches on a distributed schema.
+-- Change announcements: a NOTIFY on a worker would fail every transaction
+-- Citus commits in two phases, and could not reach a LISTEN on the
+-- coordinator. Here each is a row of change_announcements (co-located, so
+-- written in the changing transaction, on its shard), with the NOTIFY's
+-- channel and payload; the service polls them (src/caches/poll.rs).
+CREATE OR REPLACE FUNCTION citus_announce(source oid, org uuid, channel text, payloads text[])
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- A shard has no column defaults (Citus fills them in on the
+    -- coordinator); each node's copy of the sequence counts in its own range.
+    EXECUTE format('INSERT INTO %s (organization_id, id, channel, payload)
+                    SELECT $1, nextval(''change_announcements_id_seq''), $2, p FROM unnest($3) AS p',
+                   citus_shard_of('change_announcements', source))
+    USING org, channel, payloads;
+END;
+$fn$;
+
 CREATE OR REPLACE FUNCTION organization_members_notify() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    m organization_members;
 BEGIN
+    m := coalesce(NEW, OLD);
+    PERFORM citus_announce(TG_RELID, m.organization_id, 'affinity_membership',
+                           ARRAY[m.organization_id || ':' || m.user_id]);
+    IF TG_OP = 'UPDATE' AND (OLD.organization_id, OLD.user_id) <> (NEW.organization_id, NEW.user_id) THEN
+        PERFORM citus_announce(TG_RELID, OLD.organization_id, 'affinity_membership',
+                               ARRAY[OLD.organization_id || ':' || OLD.user_id]);
+    END IF;
     RETURN NULL;
 END;
 $fn$;
 
+-- As migration 08's: one payload per entity, '*' past 1,000 entities or on
+-- a TRUNCATE. A row needs an organization of its shard: a '*' names one the
+-- statement touched, or, for a TRUNCATE, one with members on the shard
+-- (none: no organization's data was there).
 CREATE OR REPLACE FUNCTION metric_points_announce() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    changed text := CASE TG_OP WHEN 'INSERT' THEN 'SELECT * FROM new_points'
+                               WHEN 'DELETE' THEN 'SELECT * FROM old_points'
+                    ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
+    entities text[];
+    org uuid;
 BEGIN
+    IF current_setting('affinity.rollups_skip', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        EXECUTE format('SELECT organization_id FROM %s LIMIT 1',
+                       citus_shard_of('organization_members', TG_RELID)) INTO org;
+        entities := ARRAY['*'];
+    ELSE
+        EXECUTE format($q$
+        SELECT (array_agg(k))[1]::uuid, array_agg(k || ':' || e) FROM (
+            SELECT DISTINCT p.organization_id::text AS k, p.entity_id::text AS e FROM (%s) p LIMIT 1001
+        ) s
+        $q$, changed) INTO org, entities;
+        IF cardinality(entities) > 1000 THEN
+            entities := ARRAY['*'];
+        END IF;
+    END IF;
+    IF org IS NOT NULL THEN
+        PERFORM citus_announce(TG_RELID, org, 'affinity_metrics', entities);
+    END IF;
     RETURN NULL;
 END;
 $fn$;
@@ -198,254 +251,6 @@ BEGIN
                         failed_at = NULL, enqueued_at = now()',
                    citus_shard_of('embedding_queue', TG_RELID))
         USING NEW.organization_id, NEW.entity_type, NEW.entity_id, NEW.version;
-    RETURN NULL;
-END;
-$fn$;
-
--- Metric rollups and digests.
-
-CREATE OR REPLACE FUNCTION metric_rollups_on_insert() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF current_setting('affinity.rollups_skip', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE format($q$
-    INSERT INTO %s AS r
-    SELECT p.organization_id, p.entity_type, p.entity_id, p.metric_name,
-           date_trunc('hour', p.recorded_at, 'UTC'),
-           sum(p.value), count(*), min(p.value), max(p.value),
-               (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM new_points p
-    GROUP BY 1, 2, 3, 4, 5
-    ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, bucket_start) DO UPDATE
-            SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
-                min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
-                last_at = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                               THEN EXCLUDED.last_at ELSE r.last_at END,
-                last_id = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                               THEN EXCLUDED.last_id ELSE r.last_id END,
-                last_value = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                                  THEN EXCLUDED.last_value ELSE r.last_value END
-    $q$, citus_shard_of('metric_rollups_hourly', TG_RELID));
-    EXECUTE format($q$
-    INSERT INTO %s AS r
-    SELECT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-           date_trunc('day', p.recorded_at, z.time_zone),
-           sum(p.value), count(*), min(p.value), max(p.value),
-               (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM new_points p CROSS JOIN %s z
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, time_zone, bucket_start) DO UPDATE
-            SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
-                min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max),
-                last_at = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                               THEN EXCLUDED.last_at ELSE r.last_at END,
-                last_id = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                               THEN EXCLUDED.last_id ELSE r.last_id END,
-                last_value = CASE WHEN (EXCLUDED.last_at, EXCLUDED.last_id) > (r.last_at, r.last_id)
-                                  THEN EXCLUDED.last_value ELSE r.last_value END
-    $q$, citus_shard_of('metric_rollups_daily', TG_RELID),
-         citus_shard_of('metric_rollup_zones', TG_RELID));
-    RETURN NULL;
-END;
-$fn$;
-
--- The rollups of the keys in the prepared temporary tables (filled by the
--- trigger: its transition tables are visible to it alone), computed again
--- from the points of the co-located shard.
-CREATE OR REPLACE FUNCTION citus_rollups_recompute(source oid) RETURNS void
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format($q$
-    DELETE FROM %1$s r USING _rollup_hours k
-    WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.bucket_start)
-        = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.bucket_start);
-    $q$, citus_shard_of('metric_rollups_hourly', source));
-    EXECUTE format($q$
-    INSERT INTO %1$s AS r
-    SELECT p.organization_id, p.entity_type, p.entity_id, p.metric_name, k.bucket_start,
-           sum(p.value), count(*), min(p.value), max(p.value),
-               (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM _rollup_hours k
-    JOIN %2$s p
-      ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
-         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
-     AND p.recorded_at >= k.bucket_start AND p.recorded_at < k.bucket_start + interval '1 hour'
-    GROUP BY 1, 2, 3, 4, 5
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, bucket_start) DO UPDATE
-    SET sum = EXCLUDED.sum, count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,
-        last_at = EXCLUDED.last_at, last_id = EXCLUDED.last_id, last_value = EXCLUDED.last_value
-    $q$, citus_shard_of('metric_rollups_hourly', source),
-         citus_shard_of('time_series_metrics', source));
-    EXECUTE format($q$
-    DELETE FROM %1$s r USING _rollup_days k
-    WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.time_zone, r.bucket_start)
-        = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start)
-    $q$, citus_shard_of('metric_rollups_daily', source));
-    EXECUTE format($q$
-    INSERT INTO %1$s AS r
-    SELECT p.organization_id, p.entity_type, p.entity_id, p.metric_name, k.time_zone, k.bucket_start,
-           sum(p.value), count(*), min(p.value), max(p.value),
-               (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
-               (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM _rollup_days k
-    JOIN %2$s p
-      ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
-         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
-     AND p.recorded_at >= k.bucket_start
-     AND p.recorded_at < date_trunc('day', k.bucket_start + interval '36 hours', k.time_zone)
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, time_zone, bucket_start) DO UPDATE
-    SET sum = EXCLUDED.sum, count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,
-        last_at = EXCLUDED.last_at, last_id = EXCLUDED.last_id, last_value = EXCLUDED.last_value
-    $q$, citus_shard_of('metric_rollups_daily', source),
-         citus_shard_of('time_series_metrics', source));
-    TRUNCATE _rollup_hours, _rollup_days;
-END;
-$fn$;
-
--- metric_rollups_on_delete and metric_rollups_on_update: one body (a
--- trigger's transition tables are visible to its own function only, so the
--- two cannot call a shared one).
-DO $do$
-DECLARE
-    body text := $body$
-DECLARE
-    changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
-                    ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
-BEGIN
-    PERFORM metric_rollups_prepare_keys();
-    EXECUTE format($q$
-    INSERT INTO _rollup_hours
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name,
-                    date_trunc('hour', p.recorded_at, 'UTC')
-    FROM (%s) p
-    $q$, changed);
-    EXECUTE format($q$
-    INSERT INTO _rollup_days
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-                    date_trunc('day', p.recorded_at, z.time_zone)
-    FROM (%s) p CROSS JOIN %s z
-    $q$, changed, citus_shard_of('metric_rollup_zones', TG_RELID));
-    PERFORM citus_rollups_recompute(TG_RELID);
-    RETURN NULL;
-END;
-$body$;
-BEGIN
-    EXECUTE format('CREATE OR REPLACE FUNCTION metric_rollups_on_delete() RETURNS trigger LANGUAGE plpgsql AS %L', body);
-    EXECUTE format('CREATE OR REPLACE FUNCTION metric_rollups_on_update() RETURNS trigger LANGUAGE plpgsql AS %L', body);
-END;
-$do$;
-
-CREATE OR REPLACE FUNCTION metric_rollups_on_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format('TRUNCATE %s, %s', citus_shard_of('metric_rollups_hourly', TG_RELID),
-                   citus_shard_of('metric_rollups_daily', TG_RELID));
-    RETURN NULL;
-END;
-$fn$;
-
-CREATE OR REPLACE FUNCTION metric_digests_on_insert() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF current_setting('affinity.rollups_skip', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE format($q$
-    INSERT INTO %s AS r
-    SELECT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-           date_trunc('day', p.recorded_at, z.time_zone),
-           tdigest(p.value, metric_digest_compression()), bool_and(p.value = trunc(p.value))
-    FROM new_points p CROSS JOIN %s z
-    WHERE p.value <> 'NaN'
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, time_zone, bucket_start) DO UPDATE
-    SET digest = tdigest_union(r.digest, EXCLUDED.digest), integral = r.integral AND EXCLUDED.integral
-    $q$, citus_shard_of('metric_digests_daily', TG_RELID),
-         citus_shard_of('metric_rollup_zones', TG_RELID));
-    RETURN NULL;
-END;
-$fn$;
-
-CREATE OR REPLACE FUNCTION citus_digests_rebuild(source oid) RETURNS void
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format($q$
-    DELETE FROM %s r USING _digest_days k
-    WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.time_zone, r.bucket_start)
-        = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start)
-    $q$, citus_shard_of('metric_digests_daily', source));
-    EXECUTE format($q$
-    INSERT INTO %s AS r
-    SELECT k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start,
-           tdigest(p.value, metric_digest_compression()), bool_and(p.value = trunc(p.value))
-    FROM _digest_days k
-    JOIN %s p
-      ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
-         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
-     AND p.recorded_at >= k.bucket_start
-     AND p.recorded_at < date_trunc('day', k.bucket_start + interval '36 hours', k.time_zone)
-    WHERE p.value <> 'NaN'
-    GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (organization_id, entity_type, entity_id, metric_name, time_zone, bucket_start) DO UPDATE
-    SET digest = EXCLUDED.digest, integral = EXCLUDED.integral
-    $q$, citus_shard_of('metric_digests_daily', source),
-         citus_shard_of('time_series_metrics', source));
-    TRUNCATE _digest_days;
-END;
-$fn$;
-
--- metric_digests_on_delete and metric_digests_on_update: the same.
-DO $do$
-DECLARE
-    body text := $body$
-DECLARE
-    changed text := CASE TG_OP WHEN 'DELETE' THEN 'SELECT * FROM old_points'
-                    ELSE 'SELECT * FROM old_points UNION ALL SELECT * FROM new_points' END;
-BEGIN
-    PERFORM metric_digests_prepare_days();
-    EXECUTE format($q$
-    INSERT INTO _digest_days
-    SELECT DISTINCT p.organization_id, p.entity_type, p.entity_id, p.metric_name, z.time_zone,
-                    date_trunc('day', p.recorded_at, z.time_zone)
-    FROM (%s) p CROSS JOIN %s z
-    $q$, changed, citus_shard_of('metric_rollup_zones', TG_RELID));
-    PERFORM citus_digests_rebuild(TG_RELID);
-    RETURN NULL;
-END;
-$body$;
-BEGIN
-    EXECUTE format('CREATE OR REPLACE FUNCTION metric_digests_on_delete() RETURNS trigger LANGUAGE plpgsql AS %L', body);
-    EXECUTE format('CREATE OR REPLACE FUNCTION metric_digests_on_update() RETURNS trigger LANGUAGE plpgsql AS %L', body);
-END;
-$do$;
-
-CREATE OR REPLACE FUNCTION metric_digests_on_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format('TRUNCATE %s', citus_shard_of('metric_digests_daily', TG_RELID));
-    RETURN NULL;
-END;
-$fn$;
-
--- A zone added later gets no digests of the points before it on Citus (it
--- would read every shard from a reference table's trigger): that zone's
--- percentiles are then computed exactly, as for any bucket without one.
-CREATE OR REPLACE FUNCTION metric_digests_on_new_zone() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
     RETURN NULL;
 END;
 $fn$;

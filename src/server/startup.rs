@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::shutdown::AbortOnDrop;
 use crate::api::{ApiState, ReadReplica};
 use crate::caches::follow::{self, Follower};
+use crate::caches::poll;
 use crate::config::Config;
 use crate::db::pool::CountedPool;
 use crate::db::reachability::Reachability;
@@ -145,28 +146,17 @@ pub(super) async fn background(
         )),
         _ => None,
     };
-    if distributed {
-        // Announcements made on a worker cannot reach this LISTEN, and
-        // Citus refuses them in a two-phase commit (README "On Citus").
-        tracing::warn!(
-            "the schema is distributed by Citus: changes are not announced, so the permission and metrics caches stay off"
-        );
-        return Background {
-            _jobs: jobs,
-            vectorizer,
-            _changes: None,
-        };
-    }
     let (subscribed, is_subscribed) = tokio::sync::oneshot::channel();
     let followers: Vec<Arc<dyn Follower>> = vec![
         Arc::new(state.membership.clone()),
         Arc::new(state.metrics_cache.clone()),
     ];
-    let changes = AbortOnDrop(tokio::spawn(follow::follow(
-        pool.clone(),
-        followers,
-        subscribed,
-    )));
+    // On Citus the triggers write announcements as rows (a NOTIFY on a
+    // worker cannot reach this LISTEN): polled instead.
+    let changes = AbortOnDrop(match distributed {
+        false => tokio::spawn(follow::follow(pool.clone(), followers, subscribed)),
+        true => tokio::spawn(poll::poll(pool.clone(), followers, subscribed)),
+    });
     if tokio::time::timeout(FOLLOW_WAIT, is_subscribed)
         .await
         .is_err()

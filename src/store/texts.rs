@@ -45,9 +45,10 @@ pub async fn upsert<'e>(
     let ids: Vec<Uuid> = keep.iter().map(|&i| texts[i].entity_id).collect();
     let created: Vec<Option<DateTime<Utc>>> = keep.iter().map(|&i| texts[i].created_at).collect();
 
-    // `old` reads the bodies before the statement's writes (one snapshot);
-    // `upd` changes the items already there, `ins` adds the others (both
-    // run to completion though the result reads neither).
+    // `old` reads the bodies before the statement's writes, and `upd`
+    // depends on it so that it is read first where CTEs run one by one
+    // (Citus plans them so); `upd` changes the items already there, saying
+    // whether each body changed, `ins` adds the others.
     sql::query_scalar(
         "WITH input AS (
              SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[])
@@ -62,8 +63,9 @@ pub async fn upsert<'e>(
              SET body = i.body, metadata = i.metadata::jsonb,
                  created_at = coalesce(i.created_at, t.created_at)
              FROM input i
+             LEFT JOIN old o ON o.entity_type = i.entity_type AND o.entity_id = i.entity_id
              WHERE t.organization_id = $1 AND t.entity_type = i.entity_type AND t.entity_id = i.entity_id
-             RETURNING t.entity_type, t.entity_id
+             RETURNING t.entity_type, t.entity_id, o.body IS DISTINCT FROM i.body AS changed
          ), ins AS (
              INSERT INTO item_texts (organization_id, entity_type, entity_id, body, metadata, created_at)
              SELECT $1, i.entity_type, i.entity_id, i.body, i.metadata::jsonb, coalesce(i.created_at, now())
@@ -74,9 +76,7 @@ pub async fn upsert<'e>(
              SET body = EXCLUDED.body, metadata = EXCLUDED.metadata
              RETURNING 1
          )
-         SELECT count(*) FROM input i
-         LEFT JOIN old o ON o.entity_type = i.entity_type AND o.entity_id = i.entity_id
-         WHERE o.body IS DISTINCT FROM i.body",
+         SELECT (SELECT count(*) FROM upd WHERE upd.changed) + (SELECT count(*) FROM ins)",
     )
     .bind(org)
     .bind(&types)

@@ -19,8 +19,9 @@ pub struct Claimed {
     pub body: String,
 }
 
-/// The claim: the ready items (`{scope}` narrows them), locked without
-/// waiting, leased and returned with their text.
+/// The claim: the ready items (`{scope}` narrows them, and `{rows}` the
+/// rows updated, so that Citus sends the update to one shard too), locked
+/// without waiting, leased and returned with their text.
 const CLAIM: &str = "WITH ready AS (
          SELECT organization_id, entity_type, entity_id FROM embedding_queue
          WHERE failed_at IS NULL AND not_before <= now()
@@ -35,7 +36,7 @@ const CLAIM: &str = "WITH ready AS (
      WHERE q.organization_id = r.organization_id AND q.entity_type = r.entity_type
        AND q.entity_id = r.entity_id
        AND t.organization_id = q.organization_id AND t.entity_type = q.entity_type
-       AND t.entity_id = q.entity_id
+       AND t.entity_id = q.entity_id {rows}
      RETURNING q.organization_id, q.entity_type, q.entity_id, t.version, t.body";
 
 /// Claims up to `limit` ready items for `lease`: items nobody holds, or
@@ -46,7 +47,7 @@ pub async fn claim<'e>(
     lease: Duration,
     worker: &str,
 ) -> sqlx::Result<Vec<Claimed>> {
-    sql::query_as(&CLAIM.replace("{scope}", ""))
+    sql::query_as(&CLAIM.replace("{scope}", "").replace("{rows}", ""))
         .bind(limit as i64)
         .bind(lease.as_secs_f64())
         .bind(worker)
@@ -72,7 +73,9 @@ pub async fn claim_by_organization(
     .bind(limit as i64)
     .fetch_all(db)
     .await?;
-    let in_one = CLAIM.replace("{scope}", "AND organization_id = $4");
+    let in_one = CLAIM
+        .replace("{scope}", "AND organization_id = $4")
+        .replace("{rows}", "AND q.organization_id = $4");
     let mut claimed = Vec::new();
     for org in orgs {
         if claimed.len() >= limit {
@@ -102,29 +105,50 @@ fn keys<'a>(items: &[&'a Claimed]) -> (Vec<Uuid>, Vec<&'a str>, Vec<Uuid>, Vec<i
 
 /// Stores the vectors of `items` under `model`, each only while its text is
 /// still the version it was made from, and never over a vector of a newer
-/// version; takes those items out of the queue. Returns how many vectors
-/// were stored.
+/// version; takes those items out of the queue. One statement per
+/// organization (on Citus, each then goes to one shard). Returns how many
+/// vectors were stored.
 pub async fn store(
     conn: &mut PgConnection,
     model: &str,
     items: &[(&Claimed, Vec<f32>)],
 ) -> sqlx::Result<u64> {
+    let mut orgs: Vec<Uuid> = items.iter().map(|(c, _)| c.organization_id).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let mut stored = 0;
+    for org in orgs {
+        let mine: Vec<&(&Claimed, Vec<f32>)> = items
+            .iter()
+            .filter(|(c, _)| c.organization_id == org)
+            .collect();
+        stored += store_in(conn, model, org, &mine).await?;
+    }
+    Ok(stored)
+}
+
+async fn store_in(
+    conn: &mut PgConnection,
+    model: &str,
+    org: Uuid,
+    items: &[&(&Claimed, Vec<f32>)],
+) -> sqlx::Result<u64> {
     let claimed: Vec<&Claimed> = items.iter().map(|(c, _)| *c).collect();
-    let (orgs, types, ids, versions) = keys(&claimed);
+    let (_, types, ids, versions) = keys(&claimed);
     let vectors: Vec<Vector> = items.iter().map(|(_, v)| Vector::from(v.clone())).collect();
     let stored: i64 = sql::query_scalar(
         "WITH v AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::vector[])
-                 AS v(organization_id, entity_type, entity_id, version, embedding)
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::vector[])
+                 AS v(entity_type, entity_id, version, embedding)
          ), current AS (
              SELECT v.* FROM v
-             JOIN item_texts t ON t.organization_id = v.organization_id
+             JOIN item_texts t ON t.organization_id = $6
                               AND t.entity_type = v.entity_type AND t.entity_id = v.entity_id
                               AND t.version = v.version
          ), ins AS (
              INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension,
                                      embedding, text_version)
-             SELECT organization_id, entity_type, entity_id, $6, vector_dims(embedding), embedding, version
+             SELECT $6, entity_type, entity_id, $5, vector_dims(embedding), embedding, version
              FROM current
              ON CONFLICT (organization_id, entity_type, entity_id, model) DO UPDATE
              SET embedding = EXCLUDED.embedding, dimension = EXCLUDED.dimension,
@@ -133,17 +157,17 @@ pub async fn store(
              RETURNING 1
          ), done AS (
              DELETE FROM embedding_queue q USING v
-             WHERE q.organization_id = v.organization_id AND q.entity_type = v.entity_type
+             WHERE q.organization_id = $6 AND q.entity_type = v.entity_type
                AND q.entity_id = v.entity_id AND q.version = v.version
          )
          SELECT count(*) FROM ins",
     )
-    .bind(&orgs)
     .bind(&types)
     .bind(&ids)
     .bind(&versions)
     .bind(&vectors)
     .bind(model)
+    .bind(org)
     .fetch_one(&mut *conn)
     .await?;
     Ok(stored as u64)

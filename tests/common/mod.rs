@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod changes;
+pub mod citus;
 pub mod examples;
 pub mod load;
 pub mod pooler;
@@ -91,6 +92,23 @@ impl TestDb {
         })
     }
 
+    /// A fresh database for a test's server: empty (the server migrates
+    /// it), or, where `AFFINITY_TESTS_ON_CITUS=1` (scripts/test.sh's Citus
+    /// pass), migrated and distributed on a new Citus cluster.
+    pub async fn for_server() -> TestDb {
+        if std::env::var("AFFINITY_TESTS_ON_CITUS").as_deref() != Ok("1") {
+            return Self::empty().await;
+        }
+        let db = Self::on_citus()
+            .await
+            .expect("AFFINITY_TESTS_ON_CITUS=1 where Citus cannot run");
+        db.migrate().await;
+        affinity::db::citus::distribute(&db.pool)
+            .await
+            .expect("distributing the schema");
+        db
+    }
+
     /// A fresh database with every migration applied.
     pub async fn migrated() -> TestDb {
         let db = Self::empty().await;
@@ -106,6 +124,11 @@ impl TestDb {
             .await
             .expect("filling the legacy database");
         (db, stats)
+    }
+
+    /// The (coordinator's) data directory, where its server.log is.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.cluster.data_dir()
     }
 
     /// The cluster, to stop and start its server.
@@ -298,4 +321,24 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
         nb += y * y;
     }
     dot / (na.sqrt() * nb.sqrt())
+}
+
+/// Runs `statement`, an `ALTER TABLE … ENABLE|DISABLE TRIGGER`, on one
+/// connection of `pool`, on Citus too: Citus alters a distributed table's
+/// triggers only with `citus.enable_unsafe_triggers` on (on plain
+/// PostgreSQL the setting is an unused placeholder).
+pub async fn alter_trigger(pool: &PgPool, statement: &str) {
+    let mut conn = pool.acquire().await.expect("a connection");
+    sqlx::raw_sql("SET citus.enable_unsafe_triggers = on")
+        .execute(&mut *conn)
+        .await
+        .expect("allowing trigger changes");
+    sqlx::raw_sql(statement)
+        .execute(&mut *conn)
+        .await
+        .expect(statement);
+    sqlx::raw_sql("RESET citus.enable_unsafe_triggers")
+        .execute(&mut *conn)
+        .await
+        .expect("resetting the setting");
 }

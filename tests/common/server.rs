@@ -33,7 +33,7 @@ pub struct TestServer {
 impl TestServer {
     /// A server over a fresh, empty database (it migrates it itself).
     pub async fn start() -> TestServer {
-        Self::start_on(TestDb::empty().await).await
+        Self::start_on(TestDb::for_server().await).await
     }
 
     /// A server over `db`, waited for until health says SERVING.
@@ -47,7 +47,7 @@ impl TestServer {
 
     /// A server over a fresh database with its metrics endpoint on 127.0.0.1:0.
     pub async fn start_with_metrics() -> TestServer {
-        Self::start_full(TestDb::empty().await, |_| {}, true).await
+        Self::start_full(TestDb::for_server().await, |_| {}, true).await
     }
 
     /// [`TestServer::start_with`] plus the metrics endpoint on 127.0.0.1:0.

@@ -33,7 +33,7 @@ pub async fn text_server_at(
     tweak: impl FnOnce(&mut affinity::config::Config),
 ) -> TestServer {
     let base_url = base_url.to_string();
-    TestServer::start_with(TestDb::empty().await, move |c| {
+    TestServer::start_with(TestDb::for_server().await, move |c| {
         affinity_testkit::with_text_model(c, &base_url);
         tweak(c);
     })
