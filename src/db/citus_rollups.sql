@@ -60,13 +60,13 @@ $fn$;
 -- tables, visible to it alone; as values, not in temporary tables: Citus
 -- cannot commit in two phases a transaction that used one, and deleting
 -- points of several organizations takes two phases), computed again from
--- the points of the co-located shard.
+-- the points of the co-located shard. A key is read as a row of its rollup
+-- table (the key columns set, the others NULL).
 CREATE OR REPLACE FUNCTION citus_rollups_recompute(source oid, hours jsonb, days jsonb) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     EXECUTE format($q$
-    DELETE FROM %1$s r USING jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, bucket_start timestamptz)
+    DELETE FROM %1$s r USING jsonb_populate_recordset(NULL::metric_rollups_hourly, $1) AS k
     WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.bucket_start)
         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.bucket_start);
     $q$, citus_shard_of('metric_rollups_hourly', source)) USING hours;
@@ -77,8 +77,7 @@ BEGIN
                (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
                (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
                (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, bucket_start timestamptz)
+    FROM jsonb_populate_recordset(NULL::metric_rollups_hourly, $1) AS k
     JOIN %2$s p
       ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
          = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
@@ -90,8 +89,7 @@ BEGIN
     $q$, citus_shard_of('metric_rollups_hourly', source),
          citus_shard_of('time_series_metrics', source)) USING hours;
     EXECUTE format($q$
-    DELETE FROM %1$s r USING jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, time_zone text, bucket_start timestamptz)
+    DELETE FROM %1$s r USING jsonb_populate_recordset(NULL::metric_rollups_daily, $1) AS k
     WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.time_zone, r.bucket_start)
         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start)
     $q$, citus_shard_of('metric_rollups_daily', source)) USING days;
@@ -102,8 +100,7 @@ BEGIN
                (array_agg(p.recorded_at ORDER BY p.recorded_at DESC, p.id DESC))[1],
                (array_agg(p.id ORDER BY p.recorded_at DESC, p.id DESC))[1],
                (array_agg(p.value ORDER BY p.recorded_at DESC, p.id DESC))[1]
-    FROM jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, time_zone text, bucket_start timestamptz)
+    FROM jsonb_populate_recordset(NULL::metric_rollups_daily, $1) AS k
     JOIN %2$s p
       ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
          = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
@@ -189,8 +186,7 @@ CREATE OR REPLACE FUNCTION citus_digests_rebuild(source oid, days jsonb) RETURNS
 LANGUAGE plpgsql AS $fn$
 BEGIN
     EXECUTE format($q$
-    DELETE FROM %s r USING jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, time_zone text, bucket_start timestamptz)
+    DELETE FROM %s r USING jsonb_populate_recordset(NULL::metric_rollups_daily, $1) AS k
     WHERE (r.organization_id, r.entity_type, r.entity_id, r.metric_name, r.time_zone, r.bucket_start)
         = (k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start)
     $q$, citus_shard_of('metric_digests_daily', source)) USING days;
@@ -198,8 +194,7 @@ BEGIN
     INSERT INTO %s AS r
     SELECT k.organization_id, k.entity_type, k.entity_id, k.metric_name, k.time_zone, k.bucket_start,
            tdigest(p.value, metric_digest_compression()), bool_and(p.value = trunc(p.value))
-    FROM jsonb_to_recordset($1) AS k (organization_id uuid, entity_type text, entity_id uuid,
-                                  metric_name text, time_zone text, bucket_start timestamptz)
+    FROM jsonb_populate_recordset(NULL::metric_rollups_daily, $1) AS k
     JOIN %s p
       ON (p.organization_id, p.entity_type, p.entity_id, p.metric_name)
          = (k.organization_id, k.entity_type, k.entity_id, k.metric_name)
