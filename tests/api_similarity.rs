@@ -1665,6 +1665,80 @@ async fn search_sql_uses_the_hnsw_index_of_each_dimension() {
     assert_eq!(store::index_cast(&db.pool, 100).await.unwrap(), None);
 }
 
+/// 1536-dimensional vectors (6 kB) stay in their rows, so the planner sees
+/// what an exact scan of a large organization costs and searches it through
+/// its HNSW index (here a halfvec one) with the service's planning settings;
+/// out of line (the default storage before migration 14) the same query
+/// planned an exact scan of every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_organizations_1536_dimensional_search_is_planned_on_the_hnsw_index() {
+    let db = TestDb::migrated().await;
+    let storage: String = sqlx::query_scalar(
+        "SELECT attstorage::text FROM pg_attribute
+         WHERE attrelid = 'embeddings'::regclass AND attname = 'embedding'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        storage, "m",
+        "embeddings.embedding is stored MAIN (in line)"
+    );
+    // Half the rows in the organization searched, as in the benchmark.
+    let (large, other) = (Uuid::new_v4(), Uuid::new_v4());
+    // With a halfvec index (its cast makes an exact scan dearer still).
+    sqlx::raw_sql(
+        "SELECT drop_embedding_indexes();
+         UPDATE vector_index_dimensions SET index_type = 'halfvec' WHERE dimension = 1536",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for org in [large, other] {
+        sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'o', $1::text)")
+            .bind(org)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+             SELECT $1, 'post', gen_random_uuid(), 'm', 1536,
+                    (SELECT array_agg(random() - 0.5)::vector FROM generate_series(1, 1536) WHERE g > 0)
+             FROM generate_series(1, 10000) g",
+        )
+        .bind(org)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::raw_sql("SELECT create_embedding_indexes(); ANALYZE embeddings")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let cast = store::index_cast(&db.pool, 1536).await.unwrap().unwrap();
+    let sql = store::search_sql(cast, true, false, None);
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
+                set_config('hnsw.ef_search', $1, true)",
+    )
+    .bind(affinity::store::PLANNING_EF_SEARCH.to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let plan = sqlx::query_scalar::<_, String>(&format!("EXPLAIN {sql}"))
+        .bind(large)
+        .bind(1536)
+        .bind(pgvector::Vector::from(vec![0.01f32; 1536]))
+        .bind(10i64)
+        .bind("m")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(plan.contains("embeddings_hnsw_1536"), "{plan}");
+}
+
 /// Filters on organization and model do not starve the HNSW scan, and large
 /// max_results are filled (iterative scan, ef_search >= max_results): with
 /// the plans PostgreSQL picks, and with the HNSW index forced on every query

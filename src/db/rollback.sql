@@ -61,6 +61,7 @@ DROP TABLE IF EXISTS
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05
     scraped_posts, migration_events,                                           -- 04
     ai_context_logs, organization_members, organizations,                      -- 03
+    -- (migration 14 only sets how embeddings stores its vectors: gone with it)
     embeddings, vector_index_dimensions, time_series_metrics,                  -- 02
     post_media_links, media_files, post_insights, posts_content, posts_core,   -- 01
     migration_legacy_snapshot;

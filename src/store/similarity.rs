@@ -191,12 +191,16 @@ pub fn search_sql(
         }
         None => "",
     };
+    // The distance once per row: where the plan is an exact scan, the
+    // select list and the sort key would each cast and compare every row.
     format!(
-        "SELECT e.entity_type, e.entity_id, (1 - ({expr} <=> {param}))::double precision AS similarity
-         FROM embeddings e{join}
-         WHERE e.organization_id = $1 AND e.dimension = $2{filters}
-         ORDER BY {expr} <=> {param}
-         LIMIT $4"
+        "SELECT entity_type, entity_id, (1 - distance)::double precision AS similarity
+         FROM (SELECT e.entity_type, e.entity_id, {expr} <=> {param} AS distance
+               FROM embeddings e{join}
+               WHERE e.organization_id = $1 AND e.dimension = $2{filters}
+               ORDER BY distance
+               LIMIT $4) nearest
+         ORDER BY distance"
     )
 }
 

@@ -1,0 +1,11 @@
+-- Vectors stay in their row wherever they fit (STORAGE MAIN). Under the
+-- default (EXTENDED), a vector over 2 kB (512 dimensions and up) went out of
+-- line to TOAST; the planner costs a scan by its heap pages, which then held
+-- only pointers, so an exact scan of a large organization's vectors looked
+-- far cheaper than it is (every row fetched from TOAST, cast and compared
+-- twice) and won over the HNSW index (BENCHMARKS.md, "Vectors"). In line, a
+-- 1536-dimensional vector takes a page of its own and the costs are honest.
+-- Vectors that fit in no page (over about 2,000 dimensions) still go out of
+-- line. Rows written before this stay where they are until rewritten
+-- (VACUUM FULL embeddings, or pg_repack without the lock).
+ALTER TABLE embeddings ALTER COLUMN embedding SET STORAGE MAIN;
