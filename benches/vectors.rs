@@ -162,16 +162,27 @@ async fn main() -> Result<()> {
     eprintln!("loaded {rows} rows in {load_secs:.0} s");
     pool.close().await;
 
-    // Every index type in a database of its own, a copy of the loaded one.
+    // Every index type in a database of its own, a copy of the loaded one
+    // made before any index (a file copy: no WAL).
     let admin = setup::connect(&cluster.url("postgres"), 1).await?;
+    for i in 1..args.storage.len() {
+        // Autovacuum may be analyzing the loaded table: a copy needs it alone.
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = 'vectors0' AND pid <> pg_backend_pid()",
+        )
+        .execute(&admin)
+        .await?;
+        sqlx::query(&format!(
+            "CREATE DATABASE vectors{i} TEMPLATE vectors0 STRATEGY FILE_COPY"
+        ))
+        .execute(&admin)
+        .await
+        .context("copying the loaded database")?;
+    }
     let mut dbs = Vec::new();
     for (i, storage) in args.storage.iter().enumerate() {
         let db = format!("vectors{i}");
-        if i > 0 {
-            sqlx::query(&format!("CREATE DATABASE {db} TEMPLATE vectors0"))
-                .execute(&admin)
-                .await?;
-        }
         let pool = setup::connect(&cluster.url(&db), 2).await?;
         eprintln!("building the {storage} index");
         let build = measure::build_index(&pool, storage, &args.maintenance_work_mem).await?;
@@ -207,6 +218,10 @@ async fn main() -> Result<()> {
         sides.push(side);
     }
     drop(cluster);
+    if !args.keep {
+        // The disk for the Citus copy.
+        std::fs::remove_dir_all(dir.join("pg"))?;
+    }
 
     if let Some(storage) = &args.citus {
         sides.push(
