@@ -223,14 +223,20 @@ async fn main() -> Result<()> {
         std::fs::remove_dir_all(dir.join("pg"))?;
     }
 
+    // A failure on Citus still reports the one-node sides, and says so.
+    let mut failed = None;
     if let Some(storage) = &args.citus {
-        sides.push(
-            on_citus(
-                &args, storage, &dir, &model, &layout, &queries, &token, owner,
-            )
-            .await
-            .context("on Citus")?,
-        );
+        match on_citus(
+            &args, storage, &dir, &model, &layout, &queries, &token, owner,
+        )
+        .await
+        {
+            Ok(side) => sides.push(side),
+            Err(e) => {
+                eprintln!("on Citus: {e:#}");
+                failed = Some(format!("{e:#}"));
+            }
+        }
     }
     let classes: Vec<Class> = layout
         .classes
@@ -248,6 +254,7 @@ async fn main() -> Result<()> {
         load_secs,
         &classes,
         &sides,
+        failed.as_deref(),
         started.elapsed().as_secs_f64(),
     );
     world::emit(&section, args.out.as_deref())?;
@@ -260,11 +267,16 @@ async fn main() -> Result<()> {
 /// Reads every relation of the schema into the OS page cache (pg_prewarm
 /// must exist: on Citus, created through the coordinator).
 async fn prewarm(pool: &PgPool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    // A Citus worker hides its shards from pg_class unless asked.
+    sqlx::raw_sql("SET citus.show_shards_for_app_name_prefixes = '*'")
+        .execute(&mut *conn)
+        .await?;
     let blocks: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(pg_prewarm(oid, 'read')), 0)::bigint FROM pg_class
          WHERE oid >= 16384 AND relkind IN ('r', 'i', 't') AND pg_relation_size(oid) > 0",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     eprintln!("  prewarmed {} MB", blocks * 8 / 1024);
     Ok(())

@@ -61,6 +61,17 @@ pub async fn build_index(pool: &PgPool, index_type: &str, mwm: &str) -> Result<B
     ))
     .execute(&mut *conn)
     .await?;
+    let citus: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+            .fetch_one(&mut *conn)
+            .await?;
+    if citus {
+        // One shard's index at a time per worker: each build may take
+        // maintenance_work_mem (a parallel build reserves it whole).
+        sqlx::raw_sql("SET citus.max_adaptive_executor_pool_size = 1")
+            .execute(&mut *conn)
+            .await?;
+    }
     let base = mem_in_use();
     let peak = Arc::new(AtomicU64::new(base));
     let done = Arc::new(AtomicBool::new(false));
@@ -84,16 +95,12 @@ pub async fn build_index(pool: &PgPool, index_type: &str, mwm: &str) -> Result<B
     Ok(Build {
         secs,
         peak_bytes: peak.load(Ordering::Relaxed).saturating_sub(base),
-        index_bytes: index_bytes(pool).await?,
+        index_bytes: index_bytes(pool, citus).await?,
     })
 }
 
 /// The index's size: on Citus, the sum of its shards' on the workers.
-async fn index_bytes(pool: &PgPool) -> Result<u64> {
-    let citus: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(pool)
-            .await?;
+async fn index_bytes(pool: &PgPool, citus: bool) -> Result<u64> {
     let n: i64 = if citus {
         sqlx::query_scalar(
             "SELECT coalesce(sum(result::bigint), 0)::bigint FROM run_command_on_workers(

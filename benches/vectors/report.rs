@@ -33,6 +33,7 @@ const SUPABASE_QPS_PER_CORE: f64 = 70.0;
 const RECALL_TARGET: f64 = 0.95;
 const RSS_TARGET_MB: f64 = 300.0;
 
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     args: &Args,
     versions: &str,
@@ -40,6 +41,7 @@ pub fn render(
     load_secs: f64,
     classes: &[Class],
     sides: &[Side],
+    citus_failed: Option<&str>,
     total_secs: f64,
 ) -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -136,6 +138,9 @@ pub fn render(
                 w.errors
             );
         }
+    }
+    if let Some(e) = citus_failed {
+        let _ = writeln!(s, "\nThe Citus side failed: {e}");
     }
     s.push_str("\nVerdicts of this run:\n\n");
     for side in sides {
