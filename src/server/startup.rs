@@ -136,6 +136,7 @@ pub(super) async fn background(
             false
         }
     };
+    crate::store::set_on_citus(distributed);
     let vectorizer = match (&state.embedder, config.text.vectorizer()) {
         (Some(client), Ok(settings)) => Some(vectorizer::spawn(
             client.clone(),

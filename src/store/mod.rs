@@ -15,6 +15,8 @@ pub mod vectorizer;
 /// up once per connection behind a transaction pooler (`db::pooler`).
 pub const SQL_TYPES: &[&str] = &["vector", "_vector", "org_role", "_org_role"];
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection};
 
@@ -34,6 +36,44 @@ pub fn ef_search(k: i64) -> i64 {
 /// slower than the index.
 pub const PLANNING_EF_SEARCH: i64 = 40;
 
+/// Whether the schema is distributed by Citus (set once at start-up): the
+/// nearest-neighbour settings then go as `SET LOCAL` commands, one per
+/// statement, which Citus repeats on the workers that scan the index.
+static ON_CITUS: AtomicBool = AtomicBool::new(false);
+
+pub fn set_on_citus(distributed: bool) {
+    ON_CITUS.store(distributed, Ordering::Relaxed);
+}
+
+/// One setting for this transaction. On Citus a `SET LOCAL` command alone
+/// in its statement (`citus.propagate_set_commands = local` repeats its
+/// whole text on the workers; a `set_config()` stays on the coordinator,
+/// where no index is scanned, and the workers then searched with pgvector's
+/// defaults: BENCHMARKS.md, "Vectors").
+async fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> sqlx::Result<()> {
+    // Names and values are constants of this module: nothing from a client.
+    conn.execute(format!("SET LOCAL {name} = {value}").as_str())
+        .await?;
+    Ok(())
+}
+
+/// Sets up a nearest-neighbour transaction: HNSW scans iterate in strict
+/// order (so filters cannot starve them) and are planned with
+/// [`PLANNING_EF_SEARCH`]. One round trip on plain PostgreSQL.
+pub(crate) async fn begin_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
+    if ON_CITUS.load(Ordering::Relaxed) {
+        set_local(conn, "citus.propagate_set_commands", "'local'").await?;
+        set_local(conn, "hnsw.iterative_scan", "strict_order").await?;
+        return set_local(conn, "hnsw.ef_search", &PLANNING_EF_SEARCH.to_string()).await;
+    }
+    let sql = format!(
+        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), \
+                set_config('hnsw.ef_search', '{PLANNING_EF_SEARCH}', true)"
+    );
+    conn.execute(sql.as_str()).await?;
+    Ok(())
+}
+
 /// Runs the nearest-neighbour query declared (hence planned, with
 /// [`PLANNING_EF_SEARCH`] in effect) as cursor `cursor` in this transaction,
 /// with a candidate list of `ef`: the HNSW scan reads `hnsw.ef_search` when
@@ -49,6 +89,14 @@ pub(crate) async fn fetch_nearest(
         "SET LOCAL hnsw.ef_search = {ef}; FETCH ALL FROM {cursor}; CLOSE {cursor}; \
          SET LOCAL hnsw.ef_search = {PLANNING_EF_SEARCH}"
     );
+    if ON_CITUS.load(Ordering::Relaxed) {
+        set_local(conn, "hnsw.ef_search", &ef.to_string()).await?;
+        let rows = conn
+            .fetch_all(format!("FETCH ALL FROM {cursor}; CLOSE {cursor}").as_str())
+            .await?;
+        set_local(conn, "hnsw.ef_search", &PLANNING_EF_SEARCH.to_string()).await?;
+        return Ok(rows);
+    }
     // A query without arguments goes as a simple query: several statements.
     conn.fetch_all(sql.as_str()).await
 }

@@ -238,13 +238,7 @@ pub async fn walk<'c>(
     let sql = search_sql(q.cast, q.model.is_some(), q.entity_types.is_some(), filter);
     let vector = Vector::from(q.vector.to_vec());
     let mut tx = db.begin().await?;
-    sql::query(
-        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', $1, true)",
-    )
-    .bind(super::PLANNING_EF_SEARCH.to_string())
-    .execute(&mut *tx)
-    .await?;
+    super::begin_nearest(&mut tx).await?;
     let declare = format!("DECLARE nearest_items NO SCROLL CURSOR FOR {sql}");
 
     let mut fetch = k;

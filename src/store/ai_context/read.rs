@@ -42,15 +42,11 @@ pub async fn search<'c>(
     // Filtered HNSW scans go on until enough rows pass the filters, in exact
     // distance order. Planned as a cursor with the planning candidate list,
     // run with a longer one (crate::store::fetch_nearest).
-    let (_, _, expr): (String, String, Option<String>) = sql::query_as(
-        "SELECT set_config('hnsw.iterative_scan', 'strict_order', true),
-                set_config('hnsw.ef_search', $2, true),
-                embedding_index_expression($1)",
-    )
-    .bind(dim)
-    .bind(crate::store::PLANNING_EF_SEARCH.to_string())
-    .fetch_one(&mut *tx)
-    .await?;
+    crate::store::begin_nearest(&mut tx).await?;
+    let expr: Option<String> = sql::query_scalar("SELECT embedding_index_expression($1)")
+        .bind(dim)
+        .fetch_one(&mut *tx)
+        .await?;
     let Some(expr) = expr else { return Ok(None) };
     // The expression comes from the schema (`embedding::vector(384)`), never
     // from the client; the query vector is cast to the same type.
