@@ -30,6 +30,8 @@ mod setup;
 #[path = "common/world.rs"]
 mod world;
 
+#[path = "vectors/citus.rs"]
+mod citus;
 #[path = "vectors/data.rs"]
 mod data;
 #[path = "vectors/measure.rs"]
@@ -84,12 +86,12 @@ pub struct Args {
 }
 
 /// A service on `url`, a channel to it, and the organizations it made.
-struct Serving {
-    svc: service::Service,
-    channel: Channel,
+pub struct Serving {
+    pub svc: service::Service,
+    pub channel: Channel,
 }
 
-async fn serve(url: &str, dir: &Path, name: &str) -> Result<Serving> {
+pub async fn serve(url: &str, dir: &Path, name: &str) -> Result<Serving> {
     let settings = service::Settings {
         database_url: url.to_string(),
         embedding_url: String::new(),
@@ -108,7 +110,7 @@ async fn serve(url: &str, dir: &Path, name: &str) -> Result<Serving> {
 }
 
 /// Every organization of the layout, through the service.
-async fn organizations(s: &Serving, token: &str, owner: Uuid, n: usize) -> Result<Vec<Uuid>> {
+pub async fn organizations(s: &Serving, token: &str, owner: Uuid, n: usize) -> Result<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         ids.push(world::organization(&s.channel, token, owner, &format!("v{i}")).await?);
@@ -155,9 +157,6 @@ async fn main() -> Result<()> {
     .await
     .context("loading the vectors")?;
     drop(conn);
-    sqlx::raw_sql("VACUUM ANALYZE embeddings")
-        .execute(&pool)
-        .await?;
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("loaded {rows} rows in {load_secs:.0} s");
     pool.close().await;
@@ -226,7 +225,7 @@ async fn main() -> Result<()> {
     // A failure on Citus still reports the one-node sides, and says so.
     let mut failed = None;
     if let Some(storage) = &args.citus {
-        match on_citus(
+        match citus::on_citus(
             &args, storage, &dir, &model, &layout, &queries, &token, owner,
         )
         .await
@@ -266,7 +265,7 @@ async fn main() -> Result<()> {
 
 /// Reads every relation of the schema into the OS page cache (pg_prewarm
 /// must exist: on Citus, created through the coordinator).
-async fn prewarm(pool: &PgPool) -> Result<()> {
+pub async fn prewarm(pool: &PgPool) -> Result<()> {
     let mut conn = pool.acquire().await?;
     // A Citus worker hides its shards from pg_class unless asked.
     sqlx::raw_sql("SET citus.show_shards_for_app_name_prefixes = '*'")
@@ -283,7 +282,7 @@ async fn prewarm(pool: &PgPool) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn measure_side(
+pub async fn measure_side(
     args: &Args,
     url: &str,
     dir: &Path,
@@ -348,93 +347,4 @@ async fn measure_side(
         windows,
         rss,
     })
-}
-
-/// The same rows on a coordinator and two workers, distributed.
-#[allow(clippy::too_many_arguments)]
-async fn on_citus(
-    args: &Args,
-    storage: &str,
-    dir: &Path,
-    model: &Arc<Model>,
-    layout: &Layout,
-    queries: &[Query],
-    token: &str,
-    owner: Uuid,
-) -> Result<Side> {
-    let citus = affinity_testkit::citus::CitusCluster::start(2, "vectors").await?;
-    for w in &citus.workers {
-        let pool = setup::connect(&w.url("vectors"), 1).await?;
-        // Two statements: ALTER SYSTEM refuses a transaction block.
-        sqlx::raw_sql(&format!(
-            "ALTER SYSTEM SET maintenance_work_mem = '{}'",
-            args.maintenance_work_mem
-        ))
-        .execute(&pool)
-        .await?;
-        sqlx::raw_sql("SELECT pg_reload_conf()")
-            .execute(&pool)
-            .await?;
-        pool.close().await;
-    }
-    let url = citus.url();
-    let pool = setup::connect(&url, 2).await?;
-    affinity::db::migrate::run(&pool).await?;
-    affinity::db::citus::distribute(&pool).await?;
-    sqlx::query("DROP INDEX embeddings_hnsw_1536")
-        .execute(&pool)
-        .await?;
-    let seeder = serve(&url, dir, "citus-seed").await?;
-    let org_ids = organizations(&seeder, token, owner, layout.sizes.len()).await?;
-    seeder.svc.stop().await?;
-    let t = Instant::now();
-    let mut conn = pool.acquire().await?;
-    let no_truth: Vec<Query> = Vec::new();
-    data::load(
-        &mut conn,
-        model.clone(),
-        layout.sizes.clone(),
-        org_ids.clone(),
-        no_truth,
-        false,
-    )
-    .await
-    .context("loading the vectors through the coordinator")?;
-    drop(conn);
-    sqlx::raw_sql("VACUUM ANALYZE embeddings")
-        .execute(&pool)
-        .await?;
-    let load_secs = t.elapsed().as_secs_f64();
-    eprintln!("loaded on Citus in {load_secs:.0} s");
-    eprintln!("building the {storage} index on Citus");
-    let build = measure::build_index(&pool, storage, &args.maintenance_work_mem).await?;
-    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let mut postmasters = Vec::new();
-    for w in &citus.workers {
-        let pool = setup::connect(&w.url("vectors"), 1).await?;
-        prewarm(&pool).await?;
-        pool.close().await;
-        postmasters.push(procfs::postmaster_pid(w.data_dir()).context("postmaster.pid")?);
-    }
-    postmasters
-        .push(procfs::postmaster_pid(citus.coordinator.data_dir()).context("postmaster.pid")?);
-    let name = format!("Citus, 2 workers, {storage} index");
-    let mut side = measure_side(
-        args,
-        &url,
-        dir,
-        &name,
-        build,
-        token,
-        &org_ids,
-        queries,
-        layout,
-        &postmasters,
-    )
-    .await?;
-    side.load_secs = Some(load_secs);
-    Ok(side)
 }

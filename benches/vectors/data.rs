@@ -177,8 +177,9 @@ pub fn queries(model: &Model, layout: &Layout, per_class: usize) -> Vec<Query> {
     out
 }
 
-/// COPYs every row into `embeddings` (binary) from a generator thread;
-/// fills each query's `truth` when `truth` is set. Returns the rows copied.
+/// COPYs every row into `embeddings` (binary) from a generator thread, then
+/// vacuums and analyzes it; fills each query's `truth` when `truth` is set.
+/// Returns the rows copied.
 pub async fn load(
     conn: &mut PgConnection,
     model: std::sync::Arc<Model>,
@@ -231,7 +232,13 @@ pub async fn load(
         copy.send(buf).await?;
     }
     match producer.await.context("the row generator panicked")? {
-        Ok(q) => Ok((copy.finish().await?, q)),
+        Ok(q) => {
+            let rows = copy.finish().await?;
+            sqlx::raw_sql("VACUUM ANALYZE embeddings")
+                .execute(&mut *conn)
+                .await?;
+            Ok((rows, q))
+        }
         Err(e) => {
             copy.abort(format!("generator failed: {e}")).await?;
             Err(e)
