@@ -77,8 +77,10 @@ pub(crate) async fn begin_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
 /// Runs the nearest-neighbour query declared (hence planned, with
 /// [`PLANNING_EF_SEARCH`] in effect) as cursor `cursor` in this transaction,
 /// with a candidate list of `ef`: the HNSW scan reads `hnsw.ef_search` when
-/// it starts, at the first FETCH. One round trip; the cursor is closed and
-/// the planning value restored for the next declaration.
+/// it starts, at the first FETCH. One round trip on plain PostgreSQL (three
+/// on Citus, where a worker plans the shard's statement only then, with
+/// `ef`); the cursor is closed and the planning value restored for the next
+/// declaration.
 pub(crate) async fn fetch_nearest(
     conn: &mut PgConnection,
     cursor: &'static str,
