@@ -145,18 +145,15 @@ async fn main() -> Result<()> {
     let org_ids = organizations(&seeder, &token, owner, layout.sizes.len()).await?;
     seeder.svc.stop().await?;
     let t = Instant::now();
-    let mut conn = pool.acquire().await?;
     let (rows, queries) = data::load(
-        &mut conn,
+        &pool,
         model.clone(),
         layout.sizes.clone(),
         org_ids.clone(),
         data::queries(&model, &layout, args.queries),
-        true,
     )
     .await
     .context("loading the vectors")?;
-    drop(conn);
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("loaded {rows} rows in {load_secs:.0} s");
     pool.close().await;

@@ -50,19 +50,16 @@ pub async fn on_citus(
     let org_ids = organizations(&seeder, token, owner, layout.sizes.len()).await?;
     seeder.svc.stop().await?;
     let t = Instant::now();
-    let mut conn = pool.acquire().await?;
-    let no_truth: Vec<Query> = Vec::new();
+    // The truth is known from the one-node load: no queries to fill.
     data::load(
-        &mut conn,
+        &pool,
         model.clone(),
         layout.sizes.clone(),
         org_ids.clone(),
-        no_truth,
-        false,
+        Vec::new(),
     )
     .await
     .context("loading the vectors through the coordinator")?;
-    drop(conn);
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("loaded on Citus in {load_secs:.0} s");
     eprintln!("building the {storage} index on Citus");

@@ -11,7 +11,7 @@ use std::ops::Range;
 use anyhow::{anyhow, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sqlx::PgConnection;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -178,16 +178,17 @@ pub fn queries(model: &Model, layout: &Layout, per_class: usize) -> Vec<Query> {
 }
 
 /// COPYs every row into `embeddings` (binary) from a generator thread, then
-/// vacuums and analyzes it; fills each query's `truth` when `truth` is set.
+/// vacuums and analyzes it; fills the `truth` of each query given (none:
+/// the truth is already known).
 /// Returns the rows copied.
 pub async fn load(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     model: std::sync::Arc<Model>,
     layout_sizes: Vec<usize>,
     org_ids: Vec<Uuid>,
     mut queries: Vec<Query>,
-    truth: bool,
 ) -> Result<(u64, Vec<Query>)> {
+    let mut conn = pool.acquire().await?;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     let producer = tokio::task::spawn_blocking(move || -> Result<Vec<Query>> {
         let mut by_org: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -203,11 +204,9 @@ pub async fn load(
             let asked = by_org.get(&org).cloned().unwrap_or_default();
             for row in 0..size {
                 model.sample(org, &mut r, &mut v);
-                if truth {
-                    for &qi in &asked {
-                        let d = 1.0 - dot(&queries[qi].vector, &v);
-                        keep_nearest(&mut queries[qi].truth, d, row);
-                    }
+                for &qi in &asked {
+                    let d = 1.0 - dot(&queries[qi].vector, &v);
+                    keep_nearest(&mut queries[qi].truth, d, row);
                 }
                 row_bytes(&mut buf, org_ids[org], entity_id(org, row), &v);
                 if buf.len() >= 1 << 20 {

@@ -86,11 +86,6 @@ pub(crate) async fn fetch_nearest(
     cursor: &'static str,
     ef: i64,
 ) -> sqlx::Result<Vec<PgRow>> {
-    // Integers and a constant name only: nothing from the client.
-    let sql = format!(
-        "SET LOCAL hnsw.ef_search = {ef}; FETCH ALL FROM {cursor}; CLOSE {cursor}; \
-         SET LOCAL hnsw.ef_search = {PLANNING_EF_SEARCH}"
-    );
     if ON_CITUS.load(Ordering::Relaxed) {
         set_local(conn, "hnsw.ef_search", &ef.to_string()).await?;
         let rows = conn
@@ -99,6 +94,11 @@ pub(crate) async fn fetch_nearest(
         set_local(conn, "hnsw.ef_search", &PLANNING_EF_SEARCH.to_string()).await?;
         return Ok(rows);
     }
+    // Integers and a constant name only: nothing from the client.
+    let sql = format!(
+        "SET LOCAL hnsw.ef_search = {ef}; FETCH ALL FROM {cursor}; CLOSE {cursor}; \
+         SET LOCAL hnsw.ef_search = {PLANNING_EF_SEARCH}"
+    );
     // A query without arguments goes as a simple query: several statements.
     conn.fetch_all(sql.as_str()).await
 }
