@@ -7,7 +7,8 @@
 //! ```text
 //! cargo bench --bench vectors -- [--size 200000] [--storage vector,halfvec]
 //!     [--citus halfvec] [--queries 50] [--concurrency 8] [--secs 10]
-//!     [--maintenance-work-mem 4GB] [--out BENCHMARKS.md]
+//!     [--maintenance-work-mem 4GB] [--worker-maintenance-work-mem 4GB]
+//!     [--out BENCHMARKS.md]
 //! ```
 //!
 //! Per side: the HNSW index built after the load (the schema's own DDL),
@@ -72,6 +73,10 @@ pub struct Args {
     pub secs: f64,
     #[arg(long, default_value = "4GB")]
     pub maintenance_work_mem: String,
+    /// Each Citus worker's (default: `--maintenance-work-mem`): both
+    /// workers build at once, each reserving it whole.
+    #[arg(long)]
+    pub worker_maintenance_work_mem: Option<String>,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Keep the one-node data directory (printed) after the run.
@@ -83,6 +88,14 @@ pub struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,
+}
+
+impl Args {
+    pub fn worker_mwm(&self) -> &str {
+        self.worker_maintenance_work_mem
+            .as_deref()
+            .unwrap_or(&self.maintenance_work_mem)
+    }
 }
 
 /// A service on `url`, a channel to it, and the organizations it made.

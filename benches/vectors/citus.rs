@@ -30,7 +30,7 @@ pub async fn on_citus(
         // Two statements: ALTER SYSTEM refuses a transaction block.
         sqlx::raw_sql(&format!(
             "ALTER SYSTEM SET maintenance_work_mem = '{}'",
-            args.maintenance_work_mem
+            args.worker_mwm()
         ))
         .execute(&pool)
         .await?;
@@ -63,7 +63,7 @@ pub async fn on_citus(
     let load_secs = t.elapsed().as_secs_f64();
     eprintln!("loaded on Citus in {load_secs:.0} s");
     eprintln!("building the {storage} index on Citus");
-    let build = measure::build_index(&pool, storage, &args.maintenance_work_mem).await?;
+    let build = measure::build_index(&pool, storage, args.worker_mwm()).await?;
     sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         .execute(&pool)
         .await?;

@@ -73,11 +73,13 @@ pub fn render(
          organizations; the truth is each query's exact 10 nearest rows in its organization \
          (float32, computed while the rows were generated). One-node load: {load_secs:.0} s \
          (COPY and VACUUM ANALYZE). HNSW built after the load with the schema's DDL (m 16, \
-         ef_construction 64), `maintenance_work_mem` {}, one parallel worker; the service \
+         ef_construction 64), `maintenance_work_mem` {} (each Citus worker {}), one parallel \
+         worker; the service \
          searches with its defaults (`hnsw.ef_search` 200, iterative scans in strict order). \
          The one-node cluster is durable (fsync on); the Citus nodes are the tests' throwaway \
          ones (fsync off), which flatters their load and build, not their reads.\n",
-        args.maintenance_work_mem
+        args.maintenance_work_mem,
+        args.worker_mwm()
     );
     s.push_str("| class | organizations | rows each | queries |\n| --- | ---: | ---: | ---: |\n");
     for c in classes {
