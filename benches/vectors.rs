@@ -8,7 +8,7 @@
 //! cargo bench --bench vectors -- [--size 200000] [--storage vector,halfvec]
 //!     [--citus halfvec] [--queries 50] [--concurrency 8] [--secs 10]
 //!     [--maintenance-work-mem 4GB] [--worker-maintenance-work-mem 4GB]
-//!     [--out BENCHMARKS.md]
+//!     [--shared-buffers 8GB] [--out BENCHMARKS.md]
 //! ```
 //!
 //! Per side: the HNSW index built after the load (the schema's own DDL),
@@ -77,6 +77,11 @@ pub struct Args {
     /// workers build at once, each reserving it whole.
     #[arg(long)]
     pub worker_maintenance_work_mem: Option<String>,
+    /// The searches' `shared_buffers` (one node, and each Citus worker),
+    /// set by a restart after the builds, the indexes then read into them
+    /// (default: the clusters' own, and the indexes in the OS cache only).
+    #[arg(long)]
+    pub shared_buffers: Option<String>,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Keep the one-node data directory (printed) after the run.
@@ -150,7 +155,7 @@ async fn main() -> Result<()> {
         24 * 3600,
     )?;
 
-    let (cluster, url, pool, versions) = world::migrated_database(&dir, "vectors0").await?;
+    let (mut cluster, url, pool, versions) = world::migrated_database(&dir, "vectors0").await?;
     sqlx::query("DROP INDEX embeddings_hnsw_1536")
         .execute(&pool)
         .await?;
@@ -200,6 +205,10 @@ async fn main() -> Result<()> {
         dbs.push((db, storage.clone(), build));
     }
     admin.close().await;
+    if let Some(sb) = &args.shared_buffers {
+        cluster.stop()?;
+        cluster.start_stopped(&[("shared_buffers".into(), sb.clone())])?;
+    }
     let postmaster = procfs::postmaster_pid(cluster.data_dir()).context("postmaster.pid")?;
     let mut sides = Vec::new();
     for (db, storage, build) in dbs {
@@ -208,7 +217,7 @@ async fn main() -> Result<()> {
         sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             .execute(&pool)
             .await?;
-        prewarm(&pool).await?;
+        prewarm(&pool, args.shared_buffers.is_some()).await?;
         pool.close().await;
         let name = format!("one node, {storage} index");
         let side = measure_side(
@@ -273,9 +282,10 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Reads every relation of the schema into the OS page cache (pg_prewarm
-/// must exist: on Citus, created through the coordinator).
-pub async fn prewarm(pool: &PgPool) -> Result<()> {
+/// Reads every relation of the schema into the OS page cache, then, with
+/// `indexes_in_buffers`, the indexes into shared buffers (pg_prewarm must
+/// exist: on Citus, created through the coordinator).
+pub async fn prewarm(pool: &PgPool, indexes_in_buffers: bool) -> Result<()> {
     let mut conn = pool.acquire().await?;
     // A Citus worker hides its shards from pg_class unless asked.
     sqlx::raw_sql("SET citus.show_shards_for_app_name_prefixes = '*'")
@@ -288,6 +298,18 @@ pub async fn prewarm(pool: &PgPool) -> Result<()> {
     .fetch_one(&mut *conn)
     .await?;
     eprintln!("  prewarmed {} MB", blocks * 8 / 1024);
+    if indexes_in_buffers {
+        let blocks: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(pg_prewarm(oid, 'buffer')), 0)::bigint FROM pg_class
+             WHERE oid >= 16384 AND relkind = 'i' AND pg_relation_size(oid) > 0",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        eprintln!(
+            "  {} MB of indexes read into shared buffers",
+            blocks * 8 / 1024
+        );
+    }
     Ok(())
 }
 

@@ -24,7 +24,7 @@ pub async fn on_citus(
     token: &str,
     owner: Uuid,
 ) -> Result<Side> {
-    let citus = affinity_testkit::citus::CitusCluster::start(2, "vectors").await?;
+    let mut citus = affinity_testkit::citus::CitusCluster::start(2, "vectors").await?;
     for w in &citus.workers {
         let pool = setup::connect(&w.url("vectors"), 1).await?;
         // Two statements: ALTER SYSTEM refuses a transaction block.
@@ -68,10 +68,16 @@ pub async fn on_citus(
         .execute(&pool)
         .await?;
     pool.close().await;
+    if let Some(sb) = &args.shared_buffers {
+        for w in &mut citus.workers {
+            w.stop()?;
+            w.start_stopped(&[("shared_buffers".into(), sb.clone())])?;
+        }
+    }
     let mut postmasters = Vec::new();
     for w in &citus.workers {
         let pool = setup::connect(&w.url("vectors"), 1).await?;
-        prewarm(&pool).await?;
+        prewarm(&pool, args.shared_buffers.is_some()).await?;
         pool.close().await;
         postmasters.push(procfs::postmaster_pid(w.data_dir()).context("postmaster.pid")?);
     }

@@ -75,11 +75,21 @@ pub fn render(
          (COPY and VACUUM ANALYZE). HNSW built after the load with the schema's DDL (m 16, \
          ef_construction 64), `maintenance_work_mem` {} (each Citus worker {}), one parallel \
          worker; the service \
-         searches with its defaults (`hnsw.ef_search` 200, iterative scans in strict order). \
+         searches with its defaults (`hnsw.ef_search` 200, iterative scans in strict order); \
+         {}. \
          The one-node cluster is durable (fsync on); the Citus nodes are the tests' throwaway \
          ones (fsync off), which flatters their load and build, not their reads.\n",
         args.maintenance_work_mem,
-        args.worker_mwm()
+        args.worker_mwm(),
+        args.shared_buffers.as_ref().map_or(
+            "the searches' `shared_buffers` 256MB on one node, 128MB on the Citus nodes \
+             (the indexes read into the OS cache)"
+                .to_string(),
+            |sb| format!(
+                "the searches' `shared_buffers` {sb} (one node and each Citus worker, set by \
+                 a restart after the builds; the indexes read into them)"
+            )
+        )
     );
     s.push_str("| class | organizations | rows each | queries |\n| --- | ---: | ---: | ---: |\n");
     for c in classes {

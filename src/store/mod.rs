@@ -45,6 +45,10 @@ pub fn set_on_citus(distributed: bool) {
     ON_CITUS.store(distributed, Ordering::Relaxed);
 }
 
+fn on_citus() -> bool {
+    ON_CITUS.load(Ordering::Relaxed)
+}
+
 /// One setting for this transaction. On Citus a `SET LOCAL` command alone
 /// in its statement (`citus.propagate_set_commands = local` repeats its
 /// whole text on the workers; a `set_config()` stays on the coordinator,
@@ -61,7 +65,7 @@ async fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> sqlx::Re
 /// order (so filters cannot starve them) and are planned with
 /// [`PLANNING_EF_SEARCH`]. One round trip on plain PostgreSQL.
 pub(crate) async fn begin_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
-    if ON_CITUS.load(Ordering::Relaxed) {
+    if on_citus() {
         set_local(conn, "citus.propagate_set_commands", "'local'").await?;
         set_local(conn, "hnsw.iterative_scan", "strict_order").await?;
         return set_local(conn, "hnsw.ef_search", &PLANNING_EF_SEARCH.to_string()).await;
@@ -86,7 +90,7 @@ pub(crate) async fn fetch_nearest(
     cursor: &'static str,
     ef: i64,
 ) -> sqlx::Result<Vec<PgRow>> {
-    if ON_CITUS.load(Ordering::Relaxed) {
+    if on_citus() {
         set_local(conn, "hnsw.ef_search", &ef.to_string()).await?;
         let rows = conn
             .fetch_all(format!("FETCH ALL FROM {cursor}; CLOSE {cursor}").as_str())

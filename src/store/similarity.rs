@@ -9,7 +9,7 @@ use crate::db::sql;
 use std::collections::{HashMap, HashSet};
 
 use pgvector::Vector;
-use sqlx::{Acquire, FromRow, PgExecutor, Postgres};
+use sqlx::{Acquire, FromRow, PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
 use super::search::ItemFilter;
@@ -125,8 +125,10 @@ pub struct SimilarRow {
 
 /// The schema's `find_similar_content`, narrowed to `org`: the RPC and the
 /// SQL function give the same answers because the RPC is the function.
-pub async fn find_similar_content<'e>(
-    db: impl PgExecutor<'e>,
+/// On Citus the function's own scan settings stay on the coordinator: the
+/// call runs in a transaction whose `SET LOCAL`s reach the workers.
+pub async fn find_similar_content(
+    conn: &mut PgConnection,
     org: Uuid,
     entity_type: &str,
     entity_id: Uuid,
@@ -134,7 +136,7 @@ pub async fn find_similar_content<'e>(
     max_results: i32,
     target_entity_types: &[String],
 ) -> sqlx::Result<Vec<SimilarRow>> {
-    sql::query_as(
+    let call = sql::query_as(
         "SELECT organization_id, entity_type, entity_id, similarity
          FROM find_similar_content($1, $2, $3, $4, $5, $6)",
     )
@@ -143,9 +145,17 @@ pub async fn find_similar_content<'e>(
     .bind(threshold)
     .bind(max_results)
     .bind(target_entity_types)
-    .bind(org)
-    .fetch_all(db)
-    .await
+    .bind(org);
+    if !super::on_citus() {
+        return call.fetch_all(conn).await;
+    }
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    super::begin_nearest(&mut tx).await?;
+    let ef = super::ef_search(i64::from(max_results)).to_string();
+    super::set_local(&mut tx, "hnsw.ef_search", &ef).await?;
+    let rows = call.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// A nearest-neighbour query within one organization and one dimension.
