@@ -69,20 +69,7 @@ async fn on_citus_searches_filtered_to_half_the_rows_still_return_max_results() 
         .await
         .expect("FindSimilarContent")
         .into_inner();
-    let types: Vec<&str> = similar
-        .items
-        .iter()
-        .filter_map(|i| i.entity.as_ref().map(|e| e.entity_type.as_str()))
-        .collect();
-    assert!(
-        types.iter().all(|t| *t == "post"),
-        "FindSimilarContent: {types:?}"
-    );
-    assert_eq!(
-        types.len(),
-        100,
-        "FindSimilarContent: max_results, not fewer"
-    );
+    max_results_of_posts("FindSimilarContent", &similar.items);
 
     let by_vector = sim
         .search_by_vector(authed(
@@ -99,15 +86,16 @@ async fn on_citus_searches_filtered_to_half_the_rows_still_return_max_results() 
         .await
         .expect("SearchByVector")
         .into_inner();
-    let types: Vec<&str> = by_vector
-        .items
+    max_results_of_posts("SearchByVector", &by_vector.items);
+    s.shutdown().await.expect("a clean stop");
+}
+
+/// `items` are 100 posts: max_results, not fewer, and only the type asked.
+fn max_results_of_posts(rpc: &str, items: &[proto::SimilarItem]) {
+    let types: Vec<&str> = items
         .iter()
         .filter_map(|i| i.entity.as_ref().map(|e| e.entity_type.as_str()))
         .collect();
-    assert!(
-        types.iter().all(|t| *t == "post"),
-        "SearchByVector: {types:?}"
-    );
-    assert_eq!(types.len(), 100, "SearchByVector: max_results, not fewer");
-    s.shutdown().await.expect("a clean stop");
+    assert!(types.iter().all(|t| *t == "post"), "{rpc}: {types:?}");
+    assert_eq!(types.len(), 100, "{rpc}: max_results, not fewer");
 }

@@ -65,14 +65,20 @@ async fn set_local(conn: &mut PgConnection, name: &str, value: &str) -> sqlx::Re
 /// order (so filters cannot starve them) and are planned with
 /// [`PLANNING_EF_SEARCH`]. One round trip on plain PostgreSQL.
 pub(crate) async fn begin_nearest(conn: &mut PgConnection) -> sqlx::Result<()> {
+    begin_nearest_with(conn, PLANNING_EF_SEARCH).await
+}
+
+/// [`begin_nearest`] with a candidate list of `ef` (for statements that
+/// set their own planning value, as `find_similar_content` does).
+pub(crate) async fn begin_nearest_with(conn: &mut PgConnection, ef: i64) -> sqlx::Result<()> {
     if on_citus() {
         set_local(conn, "citus.propagate_set_commands", "'local'").await?;
         set_local(conn, "hnsw.iterative_scan", "strict_order").await?;
-        return set_local(conn, "hnsw.ef_search", &PLANNING_EF_SEARCH.to_string()).await;
+        return set_local(conn, "hnsw.ef_search", &ef.to_string()).await;
     }
     let sql = format!(
         "SELECT set_config('hnsw.iterative_scan', 'strict_order', true), \
-                set_config('hnsw.ef_search', '{PLANNING_EF_SEARCH}', true)"
+                set_config('hnsw.ef_search', '{ef}', true)"
     );
     conn.execute(sql.as_str()).await?;
     Ok(())
