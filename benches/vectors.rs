@@ -46,7 +46,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use sqlx::PgPool;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
@@ -82,6 +81,11 @@ pub struct Args {
     /// (default: the clusters' own, and the indexes in the OS cache only).
     #[arg(long)]
     pub shared_buffers: Option<String>,
+    /// The service's smallest HNSW candidate lists (`AFFINITY_HNSW_EF_SEARCH`)
+    /// to measure, each side once per value on the same index (default: the
+    /// service's own).
+    #[arg(long, value_delimiter = ',')]
+    pub ef_search: Vec<i64>,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Keep the one-node data directory (printed) after the run.
@@ -101,6 +105,15 @@ impl Args {
             .as_deref()
             .unwrap_or(&self.maintenance_work_mem)
     }
+
+    /// Each service the sides are measured with: its candidate list floor
+    /// (None: the service's default).
+    pub fn ef_searches(&self) -> Vec<Option<i64>> {
+        match self.ef_search.is_empty() {
+            true => vec![None],
+            false => self.ef_search.iter().copied().map(Some).collect(),
+        }
+    }
 }
 
 /// A service on `url`, a channel to it, and the organizations it made.
@@ -109,7 +122,7 @@ pub struct Serving {
     pub channel: Channel,
 }
 
-pub async fn serve(url: &str, dir: &Path, name: &str) -> Result<Serving> {
+pub async fn serve(url: &str, dir: &Path, name: &str, ef: Option<i64>) -> Result<Serving> {
     let settings = service::Settings {
         database_url: url.to_string(),
         embedding_url: String::new(),
@@ -118,7 +131,9 @@ pub async fn serve(url: &str, dir: &Path, name: &str) -> Result<Serving> {
         batch: 0,
         workers: 0,
         dir: dir.to_path_buf(),
-        env: Vec::new(),
+        env: ef
+            .map(|v| vec![("AFFINITY_HNSW_EF_SEARCH".to_string(), v.to_string())])
+            .unwrap_or_default(),
     };
     let (svc, _) = service::Service::start(&settings, name).await?;
     let channel = Endpoint::from_shared(format!("http://{}", svc.grpc_addr))?
@@ -159,7 +174,7 @@ async fn main() -> Result<()> {
     sqlx::query("DROP INDEX embeddings_hnsw_1536")
         .execute(&pool)
         .await?;
-    let seeder = serve(&url, &dir, "seed").await?;
+    let seeder = serve(&url, &dir, "seed", None).await?;
     let org_ids = organizations(&seeder, &token, owner, layout.sizes.len()).await?;
     seeder.svc.stop().await?;
     let t = Instant::now();
@@ -217,23 +232,25 @@ async fn main() -> Result<()> {
         sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             .execute(&pool)
             .await?;
-        prewarm(&pool, args.shared_buffers.is_some()).await?;
+        measure::prewarm(&pool, args.shared_buffers.is_some()).await?;
         pool.close().await;
-        let name = format!("one node, {storage} index");
-        let side = measure_side(
-            &args,
-            &url,
-            &dir,
-            &name,
-            build,
-            &token,
-            &org_ids,
-            &queries,
-            &layout,
-            &[postmaster],
-        )
-        .await?;
-        sides.push(side);
+        for ef in args.ef_searches() {
+            let name = format!("one node, {storage} index");
+            let side = measure_side(
+                &args,
+                &url,
+                &dir,
+                (&name, ef),
+                build,
+                &token,
+                &org_ids,
+                &queries,
+                &layout,
+                &[postmaster],
+            )
+            .await?;
+            sides.push(side);
+        }
     }
     drop(cluster);
     if !args.keep {
@@ -249,7 +266,7 @@ async fn main() -> Result<()> {
         )
         .await
         {
-            Ok(side) => sides.push(side),
+            Ok(more) => sides.extend(more),
             Err(e) => {
                 eprintln!("on Citus: {e:#}");
                 failed = Some(format!("{e:#}"));
@@ -282,43 +299,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Reads every relation of the schema into the OS page cache, then, with
-/// `indexes_in_buffers`, the indexes into shared buffers (pg_prewarm must
-/// exist: on Citus, created through the coordinator).
-pub async fn prewarm(pool: &PgPool, indexes_in_buffers: bool) -> Result<()> {
-    let mut conn = pool.acquire().await?;
-    // A Citus worker hides its shards from pg_class unless asked.
-    sqlx::raw_sql("SET citus.show_shards_for_app_name_prefixes = '*'")
-        .execute(&mut *conn)
-        .await?;
-    let blocks: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(pg_prewarm(oid, 'read')), 0)::bigint FROM pg_class
-         WHERE oid >= 16384 AND relkind IN ('r', 'i', 't') AND pg_relation_size(oid) > 0",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    eprintln!("  prewarmed {} MB", blocks * 8 / 1024);
-    if indexes_in_buffers {
-        let blocks: i64 = sqlx::query_scalar(
-            "SELECT coalesce(sum(pg_prewarm(oid, 'buffer')), 0)::bigint FROM pg_class
-             WHERE oid >= 16384 AND relkind = 'i' AND pg_relation_size(oid) > 0",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        eprintln!(
-            "  {} MB of indexes read into shared buffers",
-            blocks * 8 / 1024
-        );
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn measure_side(
     args: &Args,
     url: &str,
     dir: &Path,
-    name: &str,
+    (name, ef): (&str, Option<i64>),
     build: measure::Build,
     token: &str,
     org_ids: &[Uuid],
@@ -326,7 +312,11 @@ pub async fn measure_side(
     layout: &Layout,
     postmasters: &[u32],
 ) -> Result<Side> {
-    let s = serve(url, dir, &name.replace([' ', ','], "-")).await?;
+    let name = match ef {
+        Some(v) => format!("{name}, ef_search {v}"),
+        None => name.to_string(),
+    };
+    let s = serve(url, dir, &name.replace([' ', ','], "-"), ef).await?;
     let recall = measure::recall(&s.channel, token, org_ids, queries, layout.classes.len()).await?;
     eprintln!("{name}: recall@10 {recall:?}");
     let mut windows = Vec::new();

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::data::{self, Layout, Model, Query};
 use crate::report::Side;
-use crate::{measure, measure_side, organizations, prewarm, procfs, serve, setup, Args};
+use crate::{measure, measure_side, organizations, procfs, serve, setup, Args};
 
 /// The same rows on a coordinator and two workers, distributed.
 #[allow(clippy::too_many_arguments)]
@@ -23,7 +23,7 @@ pub async fn on_citus(
     queries: &[Query],
     token: &str,
     owner: Uuid,
-) -> Result<Side> {
+) -> Result<Vec<Side>> {
     let mut citus = affinity_testkit::citus::CitusCluster::start(2, "vectors").await?;
     for w in &citus.workers {
         let pool = setup::connect(&w.url("vectors"), 1).await?;
@@ -46,7 +46,7 @@ pub async fn on_citus(
     sqlx::query("DROP INDEX embeddings_hnsw_1536")
         .execute(&pool)
         .await?;
-    let seeder = serve(&url, dir, "citus-seed").await?;
+    let seeder = serve(&url, dir, "citus-seed", None).await?;
     let org_ids = organizations(&seeder, token, owner, layout.sizes.len()).await?;
     seeder.svc.stop().await?;
     let t = Instant::now();
@@ -77,26 +77,30 @@ pub async fn on_citus(
     let mut postmasters = Vec::new();
     for w in &citus.workers {
         let pool = setup::connect(&w.url("vectors"), 1).await?;
-        prewarm(&pool, args.shared_buffers.is_some()).await?;
+        measure::prewarm(&pool, args.shared_buffers.is_some()).await?;
         pool.close().await;
         postmasters.push(procfs::postmaster_pid(w.data_dir()).context("postmaster.pid")?);
     }
     postmasters
         .push(procfs::postmaster_pid(citus.coordinator.data_dir()).context("postmaster.pid")?);
     let name = format!("Citus, 2 workers, {storage} index");
-    let mut side = measure_side(
-        args,
-        &url,
-        dir,
-        &name,
-        build,
-        token,
-        &org_ids,
-        queries,
-        layout,
-        &postmasters,
-    )
-    .await?;
-    side.load_secs = Some(load_secs);
-    Ok(side)
+    let mut sides = Vec::new();
+    for ef in args.ef_searches() {
+        let mut side = measure_side(
+            args,
+            &url,
+            dir,
+            (&name, ef),
+            build,
+            token,
+            &org_ids,
+            queries,
+            layout,
+            &postmasters,
+        )
+        .await?;
+        side.load_secs = sides.is_empty().then_some(load_secs);
+        sides.push(side);
+    }
+    Ok(sides)
 }

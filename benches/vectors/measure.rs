@@ -22,6 +22,7 @@ pub const INDEX_DDL: &str =
         'embeddings_hnsw_1536', embedding_index_expression(1536), index_type || '_cosine_ops')
      FROM vector_index_dimensions WHERE dimension = 1536";
 
+#[derive(Debug, Clone, Copy)]
 pub struct Build {
     pub secs: f64,
     /// Peak of the machine's memory in use (MemTotal - MemAvailable) during
@@ -250,4 +251,35 @@ pub async fn window(
     }
     w.latencies.sort_by(f64::total_cmp);
     Ok(w)
+}
+
+/// Reads every relation of the schema into the OS page cache, then, with
+/// `indexes_in_buffers`, the indexes into shared buffers (pg_prewarm must
+/// exist: on Citus, created through the coordinator).
+pub async fn prewarm(pool: &PgPool, indexes_in_buffers: bool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    // A Citus worker hides its shards from pg_class unless asked.
+    sqlx::raw_sql("SET citus.show_shards_for_app_name_prefixes = '*'")
+        .execute(&mut *conn)
+        .await?;
+    let blocks: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(pg_prewarm(oid, 'read')), 0)::bigint FROM pg_class
+         WHERE oid >= 16384 AND relkind IN ('r', 'i', 't') AND pg_relation_size(oid) > 0",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    eprintln!("  prewarmed {} MB", blocks * 8 / 1024);
+    if indexes_in_buffers {
+        let blocks: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(pg_prewarm(oid, 'buffer')), 0)::bigint FROM pg_class
+             WHERE oid >= 16384 AND relkind = 'i' AND pg_relation_size(oid) > 0",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        eprintln!(
+            "  {} MB of indexes read into shared buffers",
+            blocks * 8 / 1024
+        );
+    }
+    Ok(())
 }

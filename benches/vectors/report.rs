@@ -75,12 +75,20 @@ pub fn render(
          (COPY and VACUUM ANALYZE). HNSW built after the load with the schema's DDL (m 16, \
          ef_construction 64), `maintenance_work_mem` {} (each Citus worker {}), one parallel \
          worker; the service \
-         searches with its defaults (`hnsw.ef_search` 200, iterative scans in strict order); \
+         searches in strict-order iterative scans with {}; \
          {}. \
          The one-node cluster is durable (fsync on); the Citus nodes are the tests' throwaway \
          ones (fsync off), which flatters their load and build, not their reads.\n",
         args.maintenance_work_mem,
         args.worker_mwm(),
+        match args.ef_search.is_empty() {
+            true => "its default candidate list (`hnsw.ef_search` at least 200)".to_string(),
+            false => format!(
+                "a candidate list of at least each of {:?} in turn (`AFFINITY_HNSW_EF_SEARCH`, \
+                 named in each side), on the same index",
+                args.ef_search
+            ),
+        },
         args.shared_buffers.as_ref().map_or(
             "the searches' `shared_buffers` 256MB on one node, 128MB on the Citus nodes \
              (the indexes read into the OS cache)"

@@ -15,19 +15,34 @@ pub mod vectorizer;
 /// up once per connection behind a transaction pooler (`db::pooler`).
 pub const SQL_TYPES: &[&str] = &["vector", "_vector", "org_role", "_org_role"];
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use sqlx::postgres::PgRow;
 use sqlx::{Executor, PgConnection};
 
-/// The HNSW candidate list (`hnsw.ef_search`) a search of `k` results runs
-/// with: at least 200 (pgvector's default is 40), because the organization
-/// filter sits behind the index: with 40, organizations holding 5-40% of the
-/// rows got recall@10 of 0.88-0.93; with 200, at least 0.98 (BENCHMARKS.md).
-/// At most 1000, pgvector's limit. The schema's `find_similar_content` uses
-/// the same rule.
+use crate::config::DEFAULT_HNSW_EF_SEARCH;
+
+/// pgvector's largest candidate list.
+const MAX_EF_SEARCH: i64 = 1000;
+
+/// The deployment's smallest candidate list (set once at start-up from the
+/// configuration): a shorter list trades recall for speed.
+static EF_SEARCH_FLOOR: AtomicI64 = AtomicI64::new(DEFAULT_HNSW_EF_SEARCH);
+
+pub fn set_ef_search_floor(ef: i64) {
+    EF_SEARCH_FLOOR.store(ef.clamp(1, MAX_EF_SEARCH), Ordering::Relaxed);
+}
+
+/// The candidate list a search of `k` results runs with: `k`, at least the
+/// deployment's floor, at most pgvector's limit.
 pub fn ef_search(k: i64) -> i64 {
-    k.clamp(200, 1000)
+    k.clamp(EF_SEARCH_FLOOR.load(Ordering::Relaxed), MAX_EF_SEARCH)
+}
+
+/// `find_similar_content`'s rule (a schema function, which sets its own
+/// candidate list on one node): [`DEFAULT_HNSW_EF_SEARCH`] whatever the floor.
+pub fn schema_ef_search(k: i64) -> i64 {
+    k.clamp(DEFAULT_HNSW_EF_SEARCH, MAX_EF_SEARCH)
 }
 
 /// The candidate list nearest-neighbour queries are planned with: pgvector's

@@ -150,7 +150,7 @@ pub async fn find_similar_content(
         return call.fetch_all(conn).await;
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    super::begin_nearest_with(&mut tx, super::ef_search(i64::from(max_results))).await?;
+    super::begin_nearest_with(&mut tx, super::schema_ef_search(i64::from(max_results))).await?;
     let rows = call.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows)

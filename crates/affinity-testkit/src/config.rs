@@ -19,6 +19,7 @@ pub fn test_config(database_url: String, jwt_secret: &str) -> Config {
         max_batch: 10_000,
         max_metadata_bytes: 64 * 1024,
         search_vector_weight: affinity::config::DEFAULT_SEARCH_VECTOR_WEIGHT,
+        hnsw_ef_search: affinity::config::DEFAULT_HNSW_EF_SEARCH,
         statement_timeout_ms: 30_000,
         max_concurrent_streams: 200,
         metrics_retention_days: 365,
