@@ -344,16 +344,22 @@ mod tests {
         assert!(!shown.contains("jwt-secret-of-the-debug-test"), "{shown}");
     }
 
+    /// `affinity serve` with `args`, parsed.
+    fn serve_config(args: &[&str]) -> Result<Config, clap::Error> {
+        let mut argv = vec!["affinity", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Serve(c)) => Ok(c),
+            other => panic!("not `serve`: {other:?}"),
+        }
+    }
+
     #[test]
     fn the_hnsw_candidate_list_floor_defaults_to_200_and_takes_1_to_1000() {
         let floor = |args: &[&str]| {
-            let mut argv = vec!["affinity", "serve"];
-            argv.extend_from_slice(args);
-            match Cli::try_parse_from(argv).map(|c| c.command) {
-                Ok(Some(Command::Serve(c))) => Ok(c.hnsw_ef_search),
-                Ok(other) => panic!("not `serve`: {other:?}"),
-                Err(e) => Err(e.to_string()),
-            }
+            serve_config(args)
+                .map(|c| c.hnsw_ef_search)
+                .map_err(|e| e.to_string())
         };
         assert_eq!(floor(&[]), Ok(DEFAULT_HNSW_EF_SEARCH));
         assert_eq!(floor(&["--hnsw-ef-search", "1"]), Ok(1));
@@ -367,13 +373,9 @@ mod tests {
     #[test]
     fn a_performance_switch_is_on_by_default_and_takes_on_off_true_false() {
         let serve = |args: &[&str]| {
-            let mut argv = vec!["affinity", "serve"];
-            argv.extend_from_slice(args);
-            match Cli::try_parse_from(argv).map(|c| c.command) {
-                Ok(Some(Command::Serve(c))) => Ok((c.warm_connections, c.coalesce_writes)),
-                Ok(other) => panic!("not `serve`: {other:?}"),
-                Err(e) => Err(e.kind()),
-            }
+            serve_config(args)
+                .map(|c| (c.warm_connections, c.coalesce_writes))
+                .map_err(|e| e.kind())
         };
         assert_eq!(serve(&[]), Ok((Switch::On, Switch::On)));
         for (off, on) in [("off", "on"), ("false", "true"), ("0", "1")] {
