@@ -55,6 +55,8 @@ pub async fn run_with_metrics(
 ) -> anyhow::Result<()> {
     // Bind: the server answers health (NOT_SERVING) before the database is up.
     let secret = auth::jwt_secret(&secret_source(&config), true)?;
+    // Before any call is served.
+    crate::store::set_ef_search_floor(config.hnsw_ef_search);
     let listener = listener.into();
     let addr = listener.addr()?;
     let transport = Transport::from_config(&config, &addr)?;

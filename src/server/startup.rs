@@ -137,7 +137,6 @@ pub(super) async fn background(
         }
     };
     crate::store::set_on_citus(distributed);
-    crate::store::set_ef_search_floor(config.hnsw_ef_search);
     let vectorizer = match (&state.embedder, config.text.vectorizer()) {
         (Some(client), Ok(settings)) => Some(vectorizer::spawn(
             client.clone(),
