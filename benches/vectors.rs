@@ -234,23 +234,21 @@ async fn main() -> Result<()> {
             .await?;
         measure::prewarm(&pool, args.shared_buffers.is_some()).await?;
         pool.close().await;
-        for ef in args.ef_searches() {
-            let name = format!("one node, {storage} index");
-            let side = measure_side(
-                &args,
-                &url,
-                &dir,
-                (&name, ef),
-                build,
-                &token,
-                &org_ids,
-                &queries,
-                &layout,
-                &[postmaster],
-            )
-            .await?;
-            sides.push(side);
-        }
+        let name = format!("one node, {storage} index");
+        let measured = measure_sides(
+            &args,
+            &url,
+            &dir,
+            &name,
+            build,
+            &token,
+            &org_ids,
+            &queries,
+            &layout,
+            &[postmaster],
+        )
+        .await?;
+        sides.extend(measured);
     }
     drop(cluster);
     if !args.keep {
@@ -299,74 +297,81 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// Each side of `name` once per candidate list floor of `--ef-search` (a
+/// service started for each), on the same index.
 #[allow(clippy::too_many_arguments)]
-pub async fn measure_side(
+pub async fn measure_sides(
     args: &Args,
     url: &str,
     dir: &Path,
-    (name, ef): (&str, Option<i64>),
+    name: &str,
     build: measure::Build,
     token: &str,
     org_ids: &[Uuid],
     queries: &[Query],
     layout: &Layout,
     postmasters: &[u32],
-) -> Result<Side> {
-    let name = match ef {
-        Some(v) => format!("{name}, ef_search {v}"),
-        None => name.to_string(),
-    };
-    let s = serve(url, dir, &name.replace([' ', ','], "-"), ef).await?;
-    let recall = measure::recall(&s.channel, token, org_ids, queries, layout.classes.len()).await?;
-    eprintln!("{name}: recall@10 {recall:?}");
-    let mut windows = Vec::new();
-    for (c, class) in layout.classes.iter().enumerate() {
-        let asked: Vec<&Query> = queries.iter().filter(|q| q.class == c).collect();
-        let cpu = || -> Option<[f64; 3]> {
-            let pg: f64 = postmasters
-                .iter()
-                .map(|&p| procfs::postgres_cpu_secs(p))
-                .sum::<Option<f64>>()?;
-            Some([
-                procfs::cpu_secs(s.svc.pid)?,
-                pg,
-                procfs::cpu_secs(std::process::id())?,
-            ])
+) -> Result<Vec<Side>> {
+    let mut sides = Vec::new();
+    for ef in args.ef_searches() {
+        let name = match ef {
+            Some(v) => format!("{name}, ef_search {v}"),
+            None => name.to_string(),
         };
-        let before = cpu().context("reading CPU times")?;
-        let w = measure::window(
-            &s.channel,
-            token,
-            org_ids,
-            &asked,
-            args.concurrency,
-            args.secs,
-        )
-        .await?;
-        let after = cpu().context("reading CPU times")?;
-        // The window's warm-up is a quarter of its measured seconds: scale
-        // the CPU to the measured part.
-        let share = 1.0 / 1.25;
-        let cpu_ms_per_call: Vec<f64> = (0..3)
-            .map(|i| (after[i] - before[i]) * share * 1e3 / w.calls.max(1) as f64)
-            .collect();
-        eprintln!(
-            "  {}: {:.0} calls/s, p50 {:.2} ms, {} errors",
-            class.name,
-            w.rate(),
-            w.pct(0.5),
-            w.errors
-        );
-        windows.push((class.name, w, cpu_ms_per_call));
+        let s = serve(url, dir, &name.replace([' ', ','], "-"), ef).await?;
+        let recall =
+            measure::recall(&s.channel, token, org_ids, queries, layout.classes.len()).await?;
+        eprintln!("{name}: recall@10 {recall:?}");
+        let mut windows = Vec::new();
+        for (c, class) in layout.classes.iter().enumerate() {
+            let asked: Vec<&Query> = queries.iter().filter(|q| q.class == c).collect();
+            let cpu = || -> Option<[f64; 3]> {
+                let pg: f64 = postmasters
+                    .iter()
+                    .map(|&p| procfs::postgres_cpu_secs(p))
+                    .sum::<Option<f64>>()?;
+                Some([
+                    procfs::cpu_secs(s.svc.pid)?,
+                    pg,
+                    procfs::cpu_secs(std::process::id())?,
+                ])
+            };
+            let before = cpu().context("reading CPU times")?;
+            let w = measure::window(
+                &s.channel,
+                token,
+                org_ids,
+                &asked,
+                args.concurrency,
+                args.secs,
+            )
+            .await?;
+            let after = cpu().context("reading CPU times")?;
+            // The window's warm-up is a quarter of its measured seconds: scale
+            // the CPU to the measured part.
+            let share = 1.0 / 1.25;
+            let cpu_ms_per_call: Vec<f64> = (0..3)
+                .map(|i| (after[i] - before[i]) * share * 1e3 / w.calls.max(1) as f64)
+                .collect();
+            eprintln!(
+                "  {}: {:.0} calls/s, p50 {:.2} ms, {} errors",
+                class.name,
+                w.rate(),
+                w.pct(0.5),
+                w.errors
+            );
+            windows.push((class.name, w, cpu_ms_per_call));
+        }
+        let rss = procfs::memory(s.svc.pid).unwrap_or((0, 0));
+        s.svc.stop().await?;
+        sides.push(Side {
+            name,
+            build,
+            load_secs: None,
+            recall,
+            windows,
+            rss,
+        });
     }
-    let rss = procfs::memory(s.svc.pid).unwrap_or((0, 0));
-    s.svc.stop().await?;
-    Ok(Side {
-        name: name.to_string(),
-        build,
-        load_secs: None,
-        recall,
-        windows,
-        rss,
-    })
+    Ok(sides)
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::data::{self, Layout, Model, Query};
 use crate::report::Side;
-use crate::{measure, measure_side, organizations, procfs, serve, setup, Args};
+use crate::{measure, measure_sides, organizations, procfs, serve, setup, Args};
 
 /// The same rows on a coordinator and two workers, distributed.
 #[allow(clippy::too_many_arguments)]
@@ -84,23 +84,21 @@ pub async fn on_citus(
     postmasters
         .push(procfs::postmaster_pid(citus.coordinator.data_dir()).context("postmaster.pid")?);
     let name = format!("Citus, 2 workers, {storage} index");
-    let mut sides = Vec::new();
-    for ef in args.ef_searches() {
-        let mut side = measure_side(
-            args,
-            &url,
-            dir,
-            (&name, ef),
-            build,
-            token,
-            &org_ids,
-            queries,
-            layout,
-            &postmasters,
-        )
-        .await?;
-        side.load_secs = sides.is_empty().then_some(load_secs);
-        sides.push(side);
+    let mut sides = measure_sides(
+        args,
+        &url,
+        dir,
+        &name,
+        build,
+        token,
+        &org_ids,
+        queries,
+        layout,
+        &postmasters,
+    )
+    .await?;
+    if let Some(first) = sides.first_mut() {
+        first.load_secs = Some(load_secs);
     }
     Ok(sides)
 }
