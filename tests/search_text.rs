@@ -256,3 +256,112 @@ async fn nothing_of_another_organization_is_ranked_or_revealed() {
         Some(Code::PermissionDenied)
     );
 }
+
+#[tokio::test]
+async fn a_query_of_only_excluded_words_finds_the_organizations_other_items_only() {
+    let server = TestServer::start().await;
+    let ours = server.new_tenant().await;
+    let theirs = server.new_tenant().await;
+    let pool = &server.db.pool;
+    insert_post(pool, ours.org, ours.user, "Oat milk latte", "", &[]).await;
+    let tea = insert_post(pool, ours.org, ours.user, "Green tea", "", &[]).await;
+    insert_post(pool, theirs.org, theirs.user, "Green tea too", "", &[]).await;
+
+    assert_eq!(
+        text_ids(&server, &ours.token, ours.org, "-oat").await,
+        [tea]
+    );
+    assert_eq!(
+        text_ids(&server, &ours.token, ours.org, "espresso or -milk").await,
+        [tea]
+    );
+}
+
+/// The index names an organization by the last 12 hex digits of its id
+/// (migration 15): two organizations sharing them share posting lists, and
+/// each row's own organization still decides.
+#[tokio::test]
+async fn an_organization_sharing_our_index_tag_sees_none_of_ours() {
+    let server = TestServer::start().await;
+    let ours = server.new_tenant().await;
+    let pool = &server.db.pool;
+    let tag = &ours.org.to_string()[24..];
+    let twin: Uuid = format!("00000000-0000-4000-8000-{tag}")
+        .parse()
+        .expect("a uuid");
+    assert_ne!(twin, ours.org);
+    sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'twin', $1::text)")
+        .bind(twin)
+        .execute(pool)
+        .await
+        .expect("the twin organization");
+    let mine = insert_post(pool, ours.org, ours.user, "Cold brew recipe", "", &[]).await;
+    for _ in 0..3 {
+        insert_post(pool, twin, ours.user, "Cold brew cold brew", "", &[]).await;
+    }
+    assert_eq!(
+        text_ids(&server, &ours.token, ours.org, "cold brew").await,
+        [mine]
+    );
+    assert_eq!(
+        text_ids(&server, &ours.token, ours.org, "\"cold brew\"").await,
+        [mine]
+    );
+    assert_eq!(
+        text_ids(&server, &ours.token, ours.org, "-tea").await,
+        [mine]
+    );
+}
+
+/// A document whose organization-qualified form would not fit a tsvector
+/// (a word near its 2,047-byte limit; about a megabyte of distinct words)
+/// is indexed under its organization only, and found by its own words.
+#[tokio::test]
+async fn texts_too_large_to_qualify_by_organization_are_still_found_by_their_words() {
+    let server = TestServer::start().await;
+    let t = server.new_tenant().await;
+    let (plain, long_word, many_words) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let word = "x".repeat(2040);
+    let words: Vec<String> = (0..40_000).map(|i| format!("k{i:019}")).collect();
+    let texts = vec![
+        text_record("note", plain, "Grinder manual, page one"),
+        text_record("note", long_word, &format!("{word} grinder blades")),
+        text_record(
+            "note",
+            many_words,
+            &format!("grinder parts {}", words.join(" ")),
+        ),
+    ];
+    server
+        .similarity()
+        .index_texts(authed(
+            proto::IndexTextsRequest {
+                organization_id: t.org.to_string(),
+                texts,
+            },
+            &t.token,
+        ))
+        .await
+        .expect("IndexTexts");
+
+    let mut all = text_ids(&server, &t.token, t.org, "grinder").await;
+    all.sort();
+    let mut expected = vec![plain, long_word, many_words];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert_eq!(
+        text_ids(&server, &t.token, t.org, "\"grinder blades\"").await,
+        [long_word]
+    );
+    assert_eq!(
+        text_ids(&server, &t.token, t.org, "grinder -blades -parts").await,
+        [plain]
+    );
+    assert_eq!(
+        text_ids(&server, &t.token, t.org, "k0000000000000039999").await,
+        [many_words]
+    );
+    assert!(text_ids(&server, &t.token, t.org, "espresso")
+        .await
+        .is_empty());
+}

@@ -61,7 +61,8 @@ DROP TABLE IF EXISTS
     metric_rollups_daily, metric_rollups_hourly, metric_rollup_zones,          -- 05
     scraped_posts, migration_events,                                           -- 04
     ai_context_logs, organization_members, organizations,                      -- 03
-    -- (migration 14 only sets how embeddings stores its vectors: gone with it)
+    -- (migration 14 only sets how embeddings stores its vectors, and 15's
+    -- index goes with item_texts)
     embeddings, vector_index_dimensions, time_series_metrics,                  -- 02
     post_media_links, media_files, post_insights, posts_content, posts_core,   -- 01
     migration_legacy_snapshot;
@@ -72,6 +73,7 @@ DROP FUNCTION IF EXISTS
     metric_digest_compression, metric_digest_values, metric_digests_on_insert,
     metric_digests_prepare_days, metric_digests_rebuild, metric_digests_on_delete,
     metric_digests_on_update, metric_digests_on_truncate, metric_digests_on_new_zone, -- 13
+    search_tenant_tag, search_tenant_document, search_tenant_query,           -- 15
     search_prepare, search_document, search_query, search_snippet, search_hashtags,
     item_texts_attributes, item_texts_touch,                                  -- 10
     item_texts_version, item_texts_enqueue, post_text, posts_content_text,

@@ -140,10 +140,14 @@ pub async fn text_search(
     // Every match is ranked, so the rank must be cheap: ts_rank (term
     // frequency), not ts_rank_cd (cover density, much more work per
     // row). Normalization 32: rank / (rank + 1), in [0, 1).
+    // The index reads the organization's own posting lists (migration 15);
+    // each row's organization and document decide, as the index's lexemes
+    // name an organization by part of its id.
     let sql = format!(
         "SELECT t.entity_type, t.entity_id, ts_rank(t.document, q, 32)::float8 AS rank
          FROM item_texts t, search_query($2) AS q
-         WHERE t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
+         WHERE search_tenant_document(t.organization_id, t.document) @@ search_tenant_query($1, $2)
+           AND t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
          ORDER BY rank DESC, t.entity_type, t.entity_id
          LIMIT $3"
     );
