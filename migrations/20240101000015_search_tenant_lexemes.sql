@@ -18,41 +18,55 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 -- An item's document as the index keeps it: each lexeme behind the tag,
--- with its positions (phrases are checked on them), plus the tag's own
--- lexeme ('<tag>:'), which every item of the organization carries. A
--- document whose tagged form would not fit a tsvector (a word near the
--- 2,047-byte limit, or about a megabyte of words) carries '<tag>:' and
--- '<tag>' only: every query asks for '<tag>' too, so such items are always
--- candidates, and their own document decides.
+-- plus the tag's own lexeme ('<tag>:'), which every item of the
+-- organization carries. No positions: the index narrows, and each row's
+-- own document decides phrases (store::search). A document whose tagged
+-- form would not fit a tsvector (a word near the 2,047-byte limit, or about
+-- a megabyte of words) carries '<tag>:' and '<tag>' only: every query asks
+-- for '<tag>' too, so such items are always candidates. PL/pgSQL, as it
+-- runs for each row written: its plan is kept per session, where an SQL
+-- function with a query is planned again at each statement.
 CREATE FUNCTION search_tenant_document(org uuid, doc tsvector) RETURNS tsvector
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN d.longest + 13 < 2047 AND d.bytes + 13 * d.n < 1048576
-        THEN regexp_replace(doc::text, '''((?:[^'']|'''')*)''', '''' || d.tag || ':\1''', 'g')::tsvector
-             || quote_literal(d.tag || ':')::tsvector
-        ELSE quote_literal(d.tag || ':')::tsvector || quote_literal(d.tag)::tsvector
-    END
-    FROM (SELECT search_tenant_tag(org) AS tag, count(*) AS n,
-                 coalesce(sum(octet_length(u.lexeme)), 0) AS bytes,
-                 coalesce(max(octet_length(u.lexeme)), 0) AS longest
-          FROM unnest(doc) AS u) AS d
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    tag text := search_tenant_tag(org);
+    lexemes text[] := tsvector_to_array(doc);
+    lexeme text;
+BEGIN
+    IF octet_length(array_to_string(lexemes, '')) + 13 * cardinality(lexemes) >= 1048576 THEN
+        RETURN array_to_tsvector(ARRAY[tag || ':', tag]);
+    END IF;
+    FOREACH lexeme IN ARRAY lexemes LOOP
+        IF octet_length(lexeme) + 13 > 2047 THEN
+            RETURN array_to_tsvector(ARRAY[tag || ':', tag]);
+        END IF;
+    END LOOP;
+    -- '<tag>:a', '<tag>:b', ..., then '<tag>:' (the empty string appended).
+    -- Lexemes hold no control character, so chr(1) can join them.
+    RETURN array_to_tsvector(string_to_array(
+        tag || ':' || array_to_string(lexemes || ''::text, chr(1) || tag || ':'), chr(1)));
+END;
 $$;
 
--- What a person typed (search_query) for that index: each lexeme behind the
--- tag, or '<tag>' (the documents too large to tag). A query that requires
--- no word ("-sugar") is asked within '<tag>:' (else GIN would read every
--- organization's items). A query without words stays empty: nothing.
+-- What a person typed (search_query) as the index can answer it: the
+-- query's required part (querytree: its negations dropped), each lexeme
+-- behind the tag, phrases as plain conjunctions, or '<tag>' (the documents
+-- too large to tag): a condition every match meets, which the row's own
+-- document then refines. A query that requires no word ("-sugar") reads
+-- '<tag>:', every item of the organization. A query without words stays
+-- empty: nothing. One expression, so that PostgreSQL inlines it (planned
+-- once with the statement, not as a query of its own at each call).
 CREATE FUNCTION search_tenant_query(org uuid, q text) RETURNS tsquery
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
-        WHEN numnode(s.q) = 0 THEN s.q
-        ELSE (SELECT CASE WHEN querytree(t.q) = 'T'
-                          THEN quote_literal(s.tag || ':')::tsquery && t.q
-                          ELSE t.q || quote_literal(s.tag)::tsquery END
-              FROM (SELECT regexp_replace(s.q::text, '''((?:[^'']|'''')*)''',
-                                          '''' || s.tag || ':\1''', 'g')::tsquery AS q) AS t)
+        WHEN numnode(search_query(q)) = 0 THEN search_query(q)
+        WHEN querytree(search_query(q)) = 'T' THEN quote_literal(search_tenant_tag(org) || ':')::tsquery
+        ELSE regexp_replace(
+                 regexp_replace(querytree(search_query(q)), '''((?:[^'']|'''')*)''',
+                                '''' || search_tenant_tag(org) || ':\1''', 'g'),
+                 ' <(?:-|[0-9]+)> ', ' & ', 'g')::tsquery
+             || quote_literal(search_tenant_tag(org))::tsquery
     END
-    FROM (SELECT search_query(q) AS q, search_tenant_tag(org) AS tag) AS s
 $$;
 
 CREATE INDEX item_texts_tenant_document_idx ON item_texts
