@@ -30,17 +30,18 @@ CREATE FUNCTION search_tenant_document(org uuid, doc tsvector) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
     tag text := search_tenant_tag(org);
+    prefix int := octet_length(tag) + 1;
     lexemes text[] := tsvector_to_array(doc);
+    fits boolean := octet_length(array_to_string(lexemes, '')) + prefix * cardinality(lexemes) < 1048576;
     lexeme text;
 BEGIN
-    IF octet_length(array_to_string(lexemes, '')) + 13 * cardinality(lexemes) >= 1048576 THEN
+    FOREACH lexeme IN ARRAY lexemes LOOP
+        EXIT WHEN NOT fits;
+        fits := octet_length(lexeme) + prefix <= 2047;
+    END LOOP;
+    IF NOT fits THEN
         RETURN array_to_tsvector(ARRAY[tag || ':', tag]);
     END IF;
-    FOREACH lexeme IN ARRAY lexemes LOOP
-        IF octet_length(lexeme) + 13 > 2047 THEN
-            RETURN array_to_tsvector(ARRAY[tag || ':', tag]);
-        END IF;
-    END LOOP;
     -- '<tag>:a', '<tag>:b', ..., then '<tag>:' (the empty string appended).
     -- Lexemes hold no control character, so chr(1) can join them.
     RETURN array_to_tsvector(string_to_array(

@@ -15,8 +15,8 @@ cargo nextest run --workspace --locked "$@"
 # idempotent retries, rollups and their aggregations, percentiles, top
 # items, the caches' invalidation, the vectorizer's queue, full-text
 # search), each test's server on a new Citus cluster of a coordinator and
-# two workers, the schema distributed (tests/common: TestDb::for_server). The tests of
-# Citus itself (tests/citus*.rs) ran above.
+# two workers, the schema distributed (tests/common: TestDb::for_server).
+# The tests of Citus itself (tests/citus*.rs) ran above.
 if compgen -G "/usr/lib/postgresql/*/lib/citus.so" >/dev/null; then
     echo "The Citus pass"
     AFFINITY_TESTS_ON_CITUS=1 cargo nextest run --workspace --locked -E '
