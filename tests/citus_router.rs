@@ -1,8 +1,15 @@
-//! On Citus every tenant-scoped RPC is a single-shard (router) query: the
-//! coordinator logs each statement that Citus planned into more than one
-//! task (`citus.multi_task_query_log_level`), while every RPC runs once;
-//! any such statement fails the test unless it is one of the named
-//! exceptions below (README "On Citus" says why each fans out).
+//! On Citus every tenant-scoped RPC is a single-shard (router) query. While
+//! every RPC runs once, the coordinator logs two things of the service's
+//! statements:
+//! - the plan of each statement as it ran (`auto_explain`, JSON): a Citus
+//!   job of more than one task (its EXPLAIN's "Task Count") fans out;
+//! - each statement Citus ran as more than one task, also where that was a
+//!   statement inside a schema function run on the coordinator, which the
+//!   calling statement's plan does not show
+//!   (`citus.multi_task_query_log_level`, with the calling statement).
+//!
+//! Either kind fails the test unless it is one of the named exceptions below
+//! (README "On Citus" says why each fans out).
 mod common;
 
 use common::citus::{distributed_db, server_on};
@@ -49,6 +56,62 @@ const FAN_OUT: &[(&str, &str)] = &[
     ),
 ];
 
+/// A statement's plan as `auto_explain` logged it.
+struct Plan {
+    query: String,
+    /// The most tasks of any Citus job in the plan (0: no Citus job).
+    tasks: i64,
+}
+
+/// The plans `auto_explain` logged in `log`: each a `plan:` line and, on
+/// the lines after it (each behind a tab), the plan as a JSON object.
+fn logged_plans(log: &str) -> Vec<Plan> {
+    let mut out = Vec::new();
+    let mut lines = log.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.contains("LOG:  duration: ") && line.ends_with(" plan:")) {
+            continue;
+        }
+        let mut json = String::new();
+        while let Some(more) = lines.next_if(|l| l.starts_with('\t')) {
+            json.push_str(&more[1..]);
+            json.push('\n');
+        }
+        let plan: serde_json::Value = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("a plan that is not JSON ({e}): {json}"));
+        out.push(Plan {
+            query: plan["Query Text"].as_str().unwrap_or_default().to_owned(),
+            tasks: most_tasks(&plan),
+        });
+    }
+    out
+}
+
+/// The largest "Task Count" (Citus's, of a job; "Map Task Count" and
+/// "Merge Task Count" of a repartition too) anywhere in `plan`.
+fn most_tasks(plan: &serde_json::Value) -> i64 {
+    use serde_json::Value;
+    match plan {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(key, v)| match key.ends_with("Task Count") {
+                true => v.as_i64().unwrap_or(i64::MAX),
+                false => most_tasks(v),
+            })
+            .max()
+            .unwrap_or(0),
+        Value::Array(items) => items.iter().map(most_tasks).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Whether `statement` is one of the named exceptions.
+fn named_fan_out(statement: &str) -> bool {
+    FAN_OUT
+        .iter()
+        .any(|(fragment, _)| statement.contains(fragment))
+}
+
 /// The statements of `log` that Citus ran as more than one task.
 fn multi_task_statements(log: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -81,34 +144,61 @@ async fn every_tenant_scoped_rpc_runs_on_one_shard_apart_from_the_named_exceptio
     let Some(db) = distributed_db().await else {
         return;
     };
-    // For the server's sessions, opened after this.
+    // For the server's sessions, opened after this. `LOAD` checks the
+    // module is there and its settings' names and values.
     sqlx::raw_sql(
-        "ALTER DATABASE affinity SET citus.multi_task_query_log_level = 'warning';
+        "LOAD 'auto_explain';
+         ALTER DATABASE affinity SET session_preload_libraries = 'auto_explain';
+         ALTER DATABASE affinity SET auto_explain.log_min_duration = 0;
+         ALTER DATABASE affinity SET auto_explain.log_format = 'json';
+         ALTER DATABASE affinity SET citus.multi_task_query_log_level = 'warning';
          ALTER DATABASE affinity SET log_min_error_statement = 'warning'",
     )
     .execute(&db.pool)
     .await
-    .expect("logging multi-task statements");
+    .expect("logging plans and multi-task statements");
     let log = db.data_dir().join("server.log");
     let s = server_on(db).await;
     every_rpc_answers(&s).await;
     let log = std::fs::read_to_string(&log).expect("the coordinator's log");
     s.shutdown().await.expect("a clean stop");
 
+    let plans = logged_plans(&log);
     let statements = multi_task_statements(&log);
     for (fragment, why) in FAN_OUT {
-        let n = statements.iter().filter(|s| s.contains(fragment)).count();
-        eprintln!("{n} multi-task statements: {why}");
+        let n = plans
+            .iter()
+            .filter(|p| p.tasks > 1 && p.query.contains(fragment))
+            .count();
+        let m = statements.iter().filter(|s| s.contains(fragment)).count();
+        eprintln!("{n} plans and {m} statements of more than one task: {why}");
     }
-    let unexpected: Vec<&String> = statements
+    let routed = plans.iter().filter(|p| p.tasks == 1).count();
+    eprintln!("{} plans read, {routed} of them of one task", plans.len());
+
+    let unexpected_plans: Vec<(&str, i64)> = plans
         .iter()
-        .filter(|s| !FAN_OUT.iter().any(|(fragment, _)| s.contains(fragment)))
+        .filter(|p| p.tasks > 1 && !named_fan_out(&p.query))
+        .map(|p| (p.query.as_str(), p.tasks))
         .collect();
+    assert!(
+        unexpected_plans.is_empty(),
+        "plans (statement, tasks) that run on more than one shard: {unexpected_plans:#?}"
+    );
+    let unexpected: Vec<&String> = statements.iter().filter(|s| !named_fan_out(s)).collect();
     assert!(
         unexpected.is_empty(),
         "statements run on more than one shard: {unexpected:#?}"
     );
-    // The log does name fan-outs: the poller's reads at least.
+    // Both logs do name what they should: the RPCs' single-shard plans, and
+    // the poller's reads of every shard, in each.
+    assert!(routed > 0, "no plan of one task logged");
+    assert!(
+        plans
+            .iter()
+            .any(|p| p.tasks > 1 && p.query.contains(FAN_OUT[0].0)),
+        "no plan of the poller's fan-out logged"
+    );
     assert!(
         statements.iter().any(|s| s.contains(FAN_OUT[0].0)),
         "no multi-task statement logged at all: {statements:#?}"

@@ -39,10 +39,15 @@ pub fn ef_search(k: i64) -> i64 {
     k.clamp(EF_SEARCH_FLOOR.load(Ordering::Relaxed), MAX_EF_SEARCH)
 }
 
-/// `find_similar_content`'s rule (a schema function, which sets its own
-/// candidate list on one node): [`DEFAULT_HNSW_EF_SEARCH`] whatever the floor.
+/// The floor `find_similar_content` (a schema function, migration 5) sets
+/// for itself on one node, whatever the deployment's.
+const SCHEMA_EF_SEARCH: i64 = 200;
+
+/// `find_similar_content`'s rule, for Citus, where the service sets the
+/// candidate list around the call: the schema's floor whatever the
+/// deployment's.
 pub fn schema_ef_search(k: i64) -> i64 {
-    k.clamp(DEFAULT_HNSW_EF_SEARCH, MAX_EF_SEARCH)
+    k.clamp(SCHEMA_EF_SEARCH, MAX_EF_SEARCH)
 }
 
 /// The candidate list nearest-neighbour queries are planned with: pgvector's
