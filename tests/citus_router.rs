@@ -1,19 +1,26 @@
 //! On Citus every tenant-scoped RPC is a single-shard (router) query. While
-//! every RPC runs once, the coordinator logs two things of the service's
-//! statements:
-//! - the plan of each statement as it ran (`auto_explain`, JSON): a Citus
-//!   job of more than one task (its EXPLAIN's "Task Count") fans out;
-//! - each statement Citus ran as more than one task, also where that was a
-//!   statement inside a schema function run on the coordinator, which the
-//!   calling statement's plan does not show
-//!   (`citus.multi_task_query_log_level`, with the calling statement).
+//! every RPC runs once, the coordinator logs each statement the service
+//! sends, with its parameters (`log_statement`), and each statement Citus
+//! runs as more than one task (`citus.multi_task_query_log_level`). Then:
+//! - every logged statement that has a plan is EXPLAINed again, with its
+//!   logged parameters, on the same data: a Citus job of more than one task
+//!   (the plan's "Task Count") fans out;
+//! - the multi-task log adds what those plans cannot show: statements inside
+//!   a schema function that runs on the coordinator (named by the calling
+//!   statement).
 //!
-//! Either kind fails the test unless it is one of the named exceptions below
-//! (README "On Citus" says why each fans out).
+//! Either fails the test unless it is one of the named exceptions below
+//! (README "On Citus" says why each fans out). The plans are not read as the
+//! statements run (`auto_explain`): Citus's EXPLAIN then asks a worker for
+//! its plan inside the service's own transaction, which broke its commits.
 mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use common::citus::{distributed_db, server_on};
 use common::rpcs::every_rpc_answers;
+use common::wait::{eventually, seen};
 
 /// Statements that read or write every shard by design, each known by a
 /// fragment of its text, and why.
@@ -56,35 +63,166 @@ const FAN_OUT: &[(&str, &str)] = &[
     ),
 ];
 
-/// A statement's plan as `auto_explain` logged it.
-struct Plan {
-    query: String,
-    /// The most tasks of any Citus job in the plan (0: no Citus job).
-    tasks: i64,
+/// Whether `statement` is one of the named exceptions.
+fn named_fan_out(statement: &str) -> bool {
+    FAN_OUT
+        .iter()
+        .any(|(fragment, _)| statement.contains(fragment))
 }
 
-/// The plans `auto_explain` logged in `log`: each a `plan:` line and, on
-/// the lines after it (each behind a tab), the plan as a JSON object.
-fn logged_plans(log: &str) -> Vec<Plan> {
-    let mut out = Vec::new();
-    let mut lines = log.lines().peekable();
-    while let Some(line) = lines.next() {
-        if !(line.contains("LOG:  duration: ") && line.ends_with(" plan:")) {
+/// `sql` on one line, each run of white space one space.
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The coordinator's log prefix for this test: time, process, application.
+const LOG_LINE_PREFIX: &str = "%m [%p] <%a> ";
+
+/// One message of the server's log: its process, application, level and
+/// text, lines after the first joined back.
+struct Record<'a> {
+    pid: &'a str,
+    application: &'a str,
+    level: &'a str,
+    text: String,
+}
+
+fn records(log: &str) -> Vec<Record<'_>> {
+    let mut out: Vec<Record> = Vec::new();
+    for line in log.lines() {
+        // A message's further lines come each behind one tab.
+        if let Some(more) = line.strip_prefix('\t') {
+            if let Some(last) = out.last_mut() {
+                last.text.push('\n');
+                last.text.push_str(more);
+            }
             continue;
         }
-        let mut json = String::new();
-        while let Some(more) = lines.next_if(|l| l.starts_with('\t')) {
-            json.push_str(&more[1..]);
-            json.push('\n');
+        let Some((pid, rest)) = line.split_once(" [").and_then(|(_, r)| r.split_once("] <")) else {
+            continue;
+        };
+        let Some((application, rest)) = rest.split_once("> ") else {
+            continue;
+        };
+        if let Some((level, text)) = rest.split_once(":  ") {
+            out.push(Record {
+                pid,
+                application,
+                level,
+                text: text.to_owned(),
+            });
         }
-        let plan: serde_json::Value = serde_json::from_str(&json)
-            .unwrap_or_else(|e| panic!("a plan that is not JSON ({e}): {json}"));
-        out.push(Plan {
-            query: plan["Query Text"].as_str().unwrap_or_default().to_owned(),
-            tasks: most_tasks(&plan),
+    }
+    out
+}
+
+/// A statement the service sent, with its parameters as SQL literals
+/// (None: sent as a simple query, which has none).
+struct Sent {
+    sql: String,
+    parameters: Option<Vec<String>>,
+}
+
+/// The statements `log_statement` logged of the service's sessions (not
+/// Citus's own, which reach the coordinator too: it holds the reference
+/// tables' shards), each with the parameters logged after it.
+fn sent_statements(records: &[Record]) -> Vec<Sent> {
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if r.application != "affinity" {
+            continue;
+        }
+        let (kind, sql) = match (r.level, r.text.split_once(": ")) {
+            ("LOG", Some((kind, sql))) if kind == "statement" || kind.starts_with("execute ") => {
+                (kind, sql)
+            }
+            _ => continue,
+        };
+        let parameters = (kind != "statement").then(|| {
+            records[i + 1..]
+                .iter()
+                .find(|d| d.pid == r.pid)
+                .filter(|d| d.level == "DETAIL")
+                .and_then(|d| d.text.strip_prefix("parameters: "))
+                .map(parameters)
+                .unwrap_or_default()
+        });
+        out.push(Sent {
+            sql: sql.to_owned(),
+            parameters,
         });
     }
     out
+}
+
+/// `$1 = 'a', $2 = NULL` (PostgreSQL's log of parameters): the values as
+/// SQL literals, in order.
+fn parameters(detail: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = detail;
+    while let Some((_, after)) = rest.split_once(" = ") {
+        if let Some(r) = after.strip_prefix("NULL") {
+            out.push("NULL".to_owned());
+            rest = r;
+            continue;
+        }
+        let body = after.strip_prefix('\'').expect("a quoted parameter");
+        // The closing quote: one not doubled.
+        let mut end = 0;
+        loop {
+            end += body[end..].find('\'').expect("a closed parameter");
+            if body[end + 1..].starts_with('\'') {
+                end += 2;
+            } else {
+                break;
+            }
+        }
+        out.push(format!("'{}'", &body[..end]));
+        rest = &body[end + 1..];
+    }
+    out
+}
+
+/// `sent`'s statement with each `$n` outside quotes replaced by its
+/// parameter (an untyped literal, typed by where it stands, as a parameter
+/// is); a cursor's declaration becomes its query. None: no plan to read,
+/// or not the service's statement: Citus logs the shard statements it runs
+/// in the coordinator's own session (it holds the reference tables'
+/// shards) as simple queries, parameters and all, which a client's simple
+/// query cannot hold.
+fn plannable(sent: &Sent) -> Option<String> {
+    let sql = sent.sql.trim();
+    let sql = match sql.split_once("CURSOR FOR") {
+        Some((declare, query)) if declare.starts_with("DECLARE ") => query.trim(),
+        _ => sql,
+    };
+    let first = sql.split_whitespace().next()?.to_ascii_uppercase();
+    if !["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains(&first.as_str()) {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let (mut chars, mut quoted) = (sql.char_indices().peekable(), false);
+    while let Some((at, c)) = chars.next() {
+        let digits: String = match (quoted, c) {
+            (false, '$') => std::iter::from_fn(|| chars.next_if(|(_, d)| d.is_ascii_digit()))
+                .map(|(_, d)| d)
+                .collect(),
+            _ => String::new(),
+        };
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(
+                sent.parameters
+                    .as_ref()?
+                    .get(n - 1)
+                    .unwrap_or_else(|| panic!("${n} without a logged parameter: {}", &sql[at..])),
+            ),
+            Err(_) => {
+                quoted ^= c == '\'';
+                out.push(c);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The largest "Task Count" (Citus's, of a job; "Map Task Count" and
@@ -105,35 +243,20 @@ fn most_tasks(plan: &serde_json::Value) -> i64 {
     }
 }
 
-/// Whether `statement` is one of the named exceptions.
-fn named_fan_out(statement: &str) -> bool {
-    FAN_OUT
-        .iter()
-        .any(|(fragment, _)| statement.contains(fragment))
-}
-
-/// The statements of `log` that Citus ran as more than one task.
-fn multi_task_statements(log: &str) -> Vec<String> {
+/// The statements of `records` that Citus ran as more than one task.
+fn multi_task_statements(records: &[Record]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut lines = log.lines().peekable();
-    while let Some(line) = lines.next() {
-        if !line.contains("multi-task query about to be executed") {
+    for (i, r) in records.iter().enumerate() {
+        if !r.text.contains("multi-task query about to be executed") {
             continue;
         }
-        // The HINT, then the STATEMENT, which may span lines.
-        while let Some(next) = lines.next() {
-            if let Some((_, text)) = next.split_once("STATEMENT:  ") {
-                let mut text = text.to_owned();
-                while let Some(more) = lines.next_if(|l| l.starts_with(['\t', ' '])) {
-                    text.push(' ');
-                    text.push_str(more.trim());
-                }
-                out.push(text);
-                break;
-            }
-            if next.contains("multi-task query about to be executed") {
-                break;
-            }
+        let statement = records[i + 1..]
+            .iter()
+            .filter(|s| s.pid == r.pid)
+            .take_while(|s| s.level != "WARNING")
+            .find(|s| s.level == "STATEMENT");
+        if let Some(s) = statement {
+            out.push(one_line(&s.text));
         }
     }
     out
@@ -144,60 +267,101 @@ async fn every_tenant_scoped_rpc_runs_on_one_shard_apart_from_the_named_exceptio
     let Some(db) = distributed_db().await else {
         return;
     };
-    // For the server's sessions, opened after this. `LOAD` checks the
-    // module is there and its settings' names and values.
+    // Each logged line names its session's application (the service's is
+    // "affinity"); a reload reaches the sessions forked after it.
+    sqlx::raw_sql(&format!(
+        "ALTER SYSTEM SET log_line_prefix = '{LOG_LINE_PREFIX}'"
+    ))
+    .execute(&db.pool)
+    .await
+    .expect("setting the log's prefix");
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&db.pool)
+        .await
+        .expect("reloading");
+    eventually(Duration::from_secs(30), || async {
+        let now: String = sqlx::query_scalar("SELECT current_setting('log_line_prefix')")
+            .fetch_one(&db.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        seen(now == LOG_LINE_PREFIX, now)
+    })
+    .await;
+    // For the server's sessions, opened after this.
     sqlx::raw_sql(
-        "LOAD 'auto_explain';
-         ALTER DATABASE affinity SET session_preload_libraries = 'auto_explain';
-         ALTER DATABASE affinity SET auto_explain.log_min_duration = 0;
-         ALTER DATABASE affinity SET auto_explain.log_format = 'json';
+        "ALTER DATABASE affinity SET log_statement = 'all';
          ALTER DATABASE affinity SET citus.multi_task_query_log_level = 'warning';
          ALTER DATABASE affinity SET log_min_error_statement = 'warning'",
     )
     .execute(&db.pool)
     .await
-    .expect("logging plans and multi-task statements");
+    .expect("logging statements");
     let log = db.data_dir().join("server.log");
     let s = server_on(db).await;
     every_rpc_answers(&s).await;
     let log = std::fs::read_to_string(&log).expect("the coordinator's log");
+    let records = records(&log);
+
+    // Each distinct statement's plan, on the data the RPCs left.
+    let (mut seen, mut plans, mut unplanned) = (HashSet::new(), Vec::new(), Vec::new());
+    for sent in sent_statements(&records) {
+        let Some(sql) = plannable(&sent) else {
+            continue;
+        };
+        if !seen.insert(sql.clone()) {
+            continue;
+        }
+        let explained: Result<serde_json::Value, _> =
+            sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) {sql}"))
+                .fetch_one(&s.db.pool)
+                .await;
+        match explained {
+            Ok(plan) => plans.push((one_line(&sent.sql), most_tasks(&plan))),
+            Err(e) => unplanned.push(format!("{e}: {sql}")),
+        }
+    }
+    let statements = multi_task_statements(&records);
     s.shutdown().await.expect("a clean stop");
 
-    let plans = logged_plans(&log);
-    let statements = multi_task_statements(&log);
     for (fragment, why) in FAN_OUT {
         let n = plans
             .iter()
-            .filter(|p| p.tasks > 1 && p.query.contains(fragment))
+            .filter(|(q, t)| *t > 1 && q.contains(fragment))
             .count();
         let m = statements.iter().filter(|s| s.contains(fragment)).count();
         eprintln!("{n} plans and {m} statements of more than one task: {why}");
     }
-    let routed = plans.iter().filter(|p| p.tasks == 1).count();
-    eprintln!("{} plans read, {routed} of them of one task", plans.len());
+    let routed = plans.iter().filter(|(_, t)| *t == 1).count();
+    eprintln!(
+        "{} statements' plans read, {routed} of one task",
+        plans.len()
+    );
 
-    let unexpected_plans: Vec<(&str, i64)> = plans
+    assert!(
+        unplanned.is_empty(),
+        "statements not EXPLAINed: {unplanned:#?}"
+    );
+    let fanning: Vec<&(String, i64)> = plans
         .iter()
-        .filter(|p| p.tasks > 1 && !named_fan_out(&p.query))
-        .map(|p| (p.query.as_str(), p.tasks))
+        .filter(|(q, t)| *t > 1 && !named_fan_out(q))
         .collect();
     assert!(
-        unexpected_plans.is_empty(),
-        "plans (statement, tasks) that run on more than one shard: {unexpected_plans:#?}"
+        fanning.is_empty(),
+        "plans (statement, tasks) over more than one shard: {fanning:#?}"
     );
     let unexpected: Vec<&String> = statements.iter().filter(|s| !named_fan_out(s)).collect();
     assert!(
         unexpected.is_empty(),
         "statements run on more than one shard: {unexpected:#?}"
     );
-    // Both logs do name what they should: the RPCs' single-shard plans, and
-    // the poller's reads of every shard, in each.
-    assert!(routed > 0, "no plan of one task logged");
+    // Both kinds are read: the RPCs' plans of one task, and the poller's
+    // reads of every shard in each.
+    assert!(routed > 0, "no plan of one task read");
     assert!(
         plans
             .iter()
-            .any(|p| p.tasks > 1 && p.query.contains(FAN_OUT[0].0)),
-        "no plan of the poller's fan-out logged"
+            .any(|(q, t)| *t > 1 && q.contains(FAN_OUT[0].0)),
+        "no plan of the poller's fan-out read"
     );
     assert!(
         statements.iter().any(|s| s.contains(FAN_OUT[0].0)),
