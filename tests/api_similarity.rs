@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use affinity::proto::{self, Role};
 use affinity::store::similarity as store;
 use common::server::{authed, code, service_token, user_token, Tenant, TestServer};
-use common::{cosine, TestDb};
+use common::{cosine, random_vectors_1536, TestDb};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tonic::{Code, Status};
@@ -1694,23 +1694,11 @@ async fn a_large_organizations_1536_dimensional_search_is_planned_on_the_hnsw_in
     .execute(&db.pool)
     .await
     .unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
     for org in [large, other] {
-        sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'o', $1::text)")
-            .bind(org)
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-             SELECT $1, 'post', gen_random_uuid(), 'm', 1536,
-                    (SELECT array_agg(random() - 0.5)::vector FROM generate_series(1, 1536) WHERE g > 0)
-             FROM generate_series(1, 10000) g",
-        )
-        .bind(org)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+        random_vectors_1536(&mut conn, org, 10_000).await;
     }
+    drop(conn);
     sqlx::raw_sql("SELECT create_embedding_indexes(); ANALYZE embeddings")
         .execute(&db.pool)
         .await

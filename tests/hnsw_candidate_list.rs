@@ -7,7 +7,7 @@ mod common;
 
 use affinity::proto;
 use common::server::{authed, service_token, TestServer};
-use common::TestDb;
+use common::{random_vectors_1536, TestDb};
 use uuid::Uuid;
 
 const ROWS: i64 = 10_000;
@@ -18,11 +18,6 @@ const K: usize = 10;
 async fn a_shorter_candidate_list_floor_finds_fewer_true_neighbours_on_the_same_index() {
     let db = TestDb::migrated().await;
     let org = Uuid::new_v4();
-    sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'o', $1::text)")
-        .bind(org)
-        .execute(&db.pool)
-        .await
-        .expect("an organization");
     // Random 1536-dimensional vectors (hard for a graph: a short list
     // shows at once), the index built once after them; one connection, for the seed.
     let mut conn = db.pool.acquire().await.expect("a connection");
@@ -30,17 +25,7 @@ async fn a_shorter_candidate_list_floor_finds_fewer_true_neighbours_on_the_same_
         .execute(&mut *conn)
         .await
         .expect("indexes dropped");
-    sqlx::query(
-        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
-         SELECT $1, 'post', gen_random_uuid(), 'm', 1536,
-                (SELECT array_agg(random() - 0.5)::vector FROM generate_series(1, 1536) WHERE g > 0)
-         FROM generate_series(1, $2) g",
-    )
-    .bind(org)
-    .bind(ROWS)
-    .execute(&mut *conn)
-    .await
-    .expect("vectors");
+    random_vectors_1536(&mut conn, org, ROWS).await;
     sqlx::raw_sql("SELECT create_embedding_indexes(); ANALYZE embeddings")
         .execute(&mut *conn)
         .await

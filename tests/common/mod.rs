@@ -342,3 +342,25 @@ pub async fn alter_trigger(pool: &PgPool, statement: &str) {
         .await
         .expect("resetting the setting");
 }
+
+/// An organization `org` (its row written directly) holding `rows` posts'
+/// random 1536-dimensional vectors, drawn with `random()` on `conn` (seed
+/// it there to draw the same ones again).
+pub async fn random_vectors_1536(conn: &mut sqlx::PgConnection, org: uuid::Uuid, rows: i64) {
+    sqlx::query("INSERT INTO organizations (id, name, slug) VALUES ($1, 'o', $1::text)")
+        .bind(org)
+        .execute(&mut *conn)
+        .await
+        .expect("an organization");
+    sqlx::query(
+        "INSERT INTO embeddings (organization_id, entity_type, entity_id, model, dimension, embedding)
+         SELECT $1, 'post', gen_random_uuid(), 'm', 1536,
+                (SELECT array_agg(random() - 0.5)::vector FROM generate_series(1, 1536) WHERE g > 0)
+         FROM generate_series(1, $2) g",
+    )
+    .bind(org)
+    .bind(rows)
+    .execute(&mut *conn)
+    .await
+    .expect("random vectors");
+}
