@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::proto::{self, SearchMode};
 use crate::search::{self, Mode, QueryVector};
 use crate::store::organizations::OrgRole;
-use crate::store::search::unknown_types;
+use crate::store::search::{only_own_types, unknown_types};
 
 /// Longest query text, in bytes (the contract's 8 KiB): what a person types.
 pub const MAX_SEARCH_TEXT_BYTES: usize = 8 << 10;
@@ -118,7 +118,7 @@ impl SimilarityApi {
             VectorSource::Embed(text_model)
         };
         state.authorize(&p, org, OrgRole::Viewer).await?;
-        if !types.is_empty() {
+        if !only_own_types(&types) {
             // Before the query is embedded (a connection of its own, not
             // held while the model works).
             let mut conn = state.conn().await?;

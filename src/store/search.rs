@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::ai_context::feedback::not_negative;
 use super::similarity::{self, Hit, VectorQuery};
+use super::texts::OWN_TEXT_TYPES;
 
 /// SearchFilter, checked: what an item's text row must carry. Empty lists
 /// and `None` filter nothing.
@@ -284,6 +285,12 @@ pub async fn snippets(
     Ok(rows.into_iter().map(|(t, id, s)| ((t, id), s)).collect())
 }
 
+/// Whether `types` names only the schema's own types, which every
+/// organization knows: then [`unknown_types`] has nothing to look up.
+pub fn only_own_types(types: &[String]) -> bool {
+    types.iter().all(|t| OWN_TEXT_TYPES.contains(&t.as_str()))
+}
+
 /// Of `types`, those `org` has no item of (no text, no vector), apart from
 /// the schema's own types, which every organization knows.
 pub async fn unknown_types(
@@ -293,13 +300,14 @@ pub async fn unknown_types(
 ) -> sqlx::Result<Vec<String>> {
     sql::query_scalar(
         "SELECT t FROM unnest($2::text[]) WITH ORDINALITY AS u(t, i)
-         WHERE t NOT IN ('post', 'ai_context')
+         WHERE t <> ALL ($3::text[])
            AND NOT EXISTS (SELECT 1 FROM item_texts x WHERE x.organization_id = $1 AND x.entity_type = t)
            AND NOT EXISTS (SELECT 1 FROM embeddings x WHERE x.organization_id = $1 AND x.entity_type = t)
          ORDER BY i",
     )
     .bind(org)
     .bind(types)
+    .bind(&OWN_TEXT_TYPES[..])
     .fetch_all(&mut *conn)
     .await
 }
