@@ -37,7 +37,6 @@ On another system, install these yourself, then rerun the tests:
   - PostgreSQL ${PG_MAJOR} server (initdb, pg_ctl, postgres on PATH or in /usr/lib/postgresql/${PG_MAJOR}/bin)
   - pgvector >= ${PGVECTOR_VERSION} built for PostgreSQL ${PG_MAJOR} (https://github.com/pgvector/pgvector)
   - optional: the tdigest extension for PostgreSQL ${PG_MAJOR} (https://github.com/tvondra/tdigest)
-  - optional: the rum extension for PostgreSQL ${PG_MAJOR} (https://github.com/postgrespro/rum)
   - a Rust toolchain (cargo) and cargo-nextest
 MSG
   exit 1
@@ -61,8 +60,6 @@ dpkg -s "postgresql-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-${PG_M
 dpkg -s "postgresql-server-dev-${PG_MAJOR}" >/dev/null 2>&1 || missing+=("postgresql-server-dev-${PG_MAJOR}")
 # t-digest: per-day percentile sketches (migration 13; without it percentiles are exact and slower).
 dpkg -s "postgresql-${PG_MAJOR}-tdigest" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}-tdigest")
-# RUM: full-text ranks read from the index (migration 16; without it each match's row is ranked).
-dpkg -s "postgresql-${PG_MAJOR}-rum" >/dev/null 2>&1 || missing+=("postgresql-${PG_MAJOR}-rum")
 # PgBouncer (1.18): the tests run the service behind it in transaction mode.
 dpkg -s pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 command -v make >/dev/null 2>&1 || missing+=(make)

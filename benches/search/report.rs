@@ -214,14 +214,10 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
          {} passes after a warm-up, one client, the modes in turn. VECTOR and HYBRID get \
          the caller's vector: the query's embedding is timed apart. HYBRID runs its two \
          sides at once on two connections when the pool has one idle (with one client, \
-         always). TEXT ranks every match, {}: its time grows with the matches.\n",
+         always). TEXT ranks every match (`ts_rank`): its time grows with the matches.\n",
         a.speed_items,
         a.speed_queries,
-        a.passes.max(2) - 1,
-        match s.sql_gin {
-            Some(_) => "in the RUM index (migration 16), reading only the rows it returns",
-            None => "reading each match's row (`ts_rank`; the rum extension is not installed)",
-        }
+        a.passes.max(2) - 1
     );
     let _ = writeln!(w, "| | p50 ms | p95 ms |\n| --- | ---: | ---: |");
     for (name, l) in &s.modes {
@@ -254,22 +250,10 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
     );
     let _ = writeln!(
         w,
-        "| TEXT statement as the service runs it, {} (SQL, no service) | {:.2} | {:.2} |",
-        match s.sql_gin {
-            Some(_) => "RUM index, ranked in the index",
-            None => "GIN index, each match's row ranked",
-        },
+        "| TEXT statement, GIN index (SQL, no service) | {:.2} | {:.2} |",
         s.sql_index.pct(0.5),
         s.sql_index.pct(0.95)
     );
-    if let Some(gin) = &s.sql_gin {
-        let _ = writeln!(
-            w,
-            "| TEXT statement, GIN index, each match's row ranked (migration 15's form, index built for this comparison) | {:.2} | {:.2} |",
-            gin.pct(0.5),
-            gin.pct(0.95)
-        );
-    }
     let _ = writeln!(
         w,
         "| TEXT statement, sequential scan | {:.2} | {:.2} |",
@@ -287,14 +271,7 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
         .find(|m| m.0 == "HYBRID")
         .map_or(f64::NAN, |m| m.1.pct(0.5));
     let ratio = hybrid / vector;
-    let gin = s.sql_seq.pct(0.5) / s.sql_gin.as_ref().unwrap_or(&s.sql_index).pct(0.5);
-    let service_form = match s.sql_gin {
-        Some(_) => format!(
-            " (the RUM form the service runs: {:.1}x)",
-            s.sql_seq.pct(0.5) / s.sql_index.pct(0.5)
-        ),
-        None => String::new(),
-    };
+    let gin = s.sql_seq.pct(0.5) / s.sql_index.pct(0.5);
     let _ = writeln!(w, "\n| target | measured | |\n| --- | --- | --- |");
     let _ = writeln!(
         w,
@@ -303,7 +280,7 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
     );
     let _ = writeln!(
         w,
-        "| TEXT through the GIN index ≥ {GIN_OVER_SEQ_AT_LEAST}x a sequential scan (p50) | {gin:.1}x{service_form} | {} |\n",
+        "| TEXT through the GIN index ≥ {GIN_OVER_SEQ_AT_LEAST}x a sequential scan (p50) | {gin:.1}x | {} |\n",
         met(gin >= GIN_OVER_SEQ_AT_LEAST)
     );
 }

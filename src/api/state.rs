@@ -18,7 +18,6 @@ use crate::embedding::EmbeddingClient;
 use crate::error::{ApiError, ApiResult};
 use crate::observability::{CacheCounters, ReadCounters};
 use crate::store::organizations::OrgRole;
-use crate::store::search::{self as search_store, TextRanking};
 use crate::store::similarity::{self as similarity_store, IndexCast};
 use crate::transport::deadline::Deadline;
 
@@ -51,8 +50,6 @@ struct Database {
     pool: CountedPool,
     /// The searchable dimensions, with the cast of each one's HNSW index.
     dimensions: BTreeMap<i32, IndexCast>,
-    /// How full-text matches are ranked (whether migration 16 built its index).
-    text_ranking: TextRanking,
 }
 
 impl ApiState {
@@ -80,14 +77,9 @@ impl ApiState {
         // A call's connection: behind a pooler, statements run in a transaction.
         let mut conn = pool.acquire_call(None).await?;
         let casts = similarity_store::index_casts(&mut *conn).await?;
-        let text_ranking = search_store::text_ranking(&mut *conn).await?;
         conn.finish().await?;
         let dimensions = casts.into_iter().map(|c| (c.dimension, c)).collect();
-        let _ = self.db.set(Database {
-            pool,
-            dimensions,
-            text_ranking,
-        });
+        let _ = self.db.set(Database { pool, dimensions });
         Ok(())
     }
 
@@ -99,14 +91,6 @@ impl ApiState {
     /// The read replica, when one is configured.
     pub fn read_replica(&self) -> Option<&ReadReplica> {
         self.replica.get()
-    }
-
-    /// How the database ranks full-text matches.
-    pub fn text_ranking(&self) -> ApiResult<TextRanking> {
-        self.db
-            .get()
-            .map(|db| db.text_ranking)
-            .ok_or_else(|| ApiError::Unavailable("the service is starting".into()))
     }
 
     /// The HNSW index cast of a dimension that `check_vector` accepted.

@@ -8,7 +8,7 @@ use super::migrate::{applied_migrations, db_message, with_migration_lock};
 
 /// The last migration [`rollback`] knows how to undo. A new migration file
 /// must extend `rollback.sql` (and this constant) with what it creates.
-pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000016;
+pub const ROLLBACK_KNOWS_UP_TO: i64 = 20240101000015;
 
 /// Undoes every phase on a legacy database (see [`rollback`]).
 const ROLLBACK_SQL: &str = include_str!("rollback.sql");

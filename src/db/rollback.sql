@@ -62,7 +62,7 @@ DROP TABLE IF EXISTS
     scraped_posts, migration_events,                                           -- 04
     ai_context_logs, organization_members, organizations,                      -- 03
     -- (migration 14 only sets how embeddings stores its vectors, and 15's
-    -- and 16's indexes go with item_texts)
+    -- index goes with item_texts)
     embeddings, vector_index_dimensions, time_series_metrics,                  -- 02
     post_media_links, media_files, post_insights, posts_content, posts_core,   -- 01
     migration_legacy_snapshot;
@@ -73,7 +73,6 @@ DROP FUNCTION IF EXISTS
     metric_digest_compression, metric_digest_values, metric_digests_on_insert,
     metric_digests_prepare_days, metric_digests_rebuild, metric_digests_on_delete,
     metric_digests_on_update, metric_digests_on_truncate, metric_digests_on_new_zone, -- 13
-    search_tenant_ranked, search_rank_query,                                   -- 16
     search_tenant_tag, search_tenant_document, search_tenant_query,           -- 15
     search_prepare, search_document, search_query, search_snippet, search_hashtags,
     item_texts_attributes, item_texts_touch,                                  -- 10
@@ -111,16 +110,6 @@ BEGIN
     IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'tdigest'), 'pg_extension')
        = 'created by affinity migration 13 (Analytics)' THEN
         DROP EXTENSION tdigest;
-    END IF;
-END;
-$$;
-
--- rum, when migration 16 created it.
-DO $$
-BEGIN
-    IF obj_description((SELECT oid FROM pg_extension WHERE extname = 'rum'), 'pg_extension')
-       = 'created by affinity migration 16 (Search)' THEN
-        DROP EXTENSION rum;
     END IF;
 END;
 $$;

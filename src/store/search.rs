@@ -116,8 +116,7 @@ fn types_sql(types: Option<&[String]>, n: &mut usize) -> String {
     }
 }
 
-/// One full-text match: its rank in [0, 1), higher better (a rank r of
-/// PostgreSQL or RUM as r / (r + 1)).
+/// One full-text match: its rank is `ts_rank` normalized to [0, 1).
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct TextHit {
     pub entity_type: String,
@@ -125,38 +124,11 @@ pub struct TextHit {
     pub rank: f64,
 }
 
-/// How the full-text side ranks an organization's matches: what migration
-/// 16 could build on this database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextRanking {
-    /// The RUM index ranks the matches in its posting lists and returns the
-    /// best first; only the rows returned are read. Matches of equal rank
-    /// come in the index's order.
-    Index,
-    /// Migration 15's GIN index finds the matches, and each match's row is
-    /// ranked (`ts_rank`): the rum extension is not installed.
-    Rows,
-}
-
-/// Which [`TextRanking`] this database's indexes allow.
-pub async fn text_ranking(conn: &mut PgConnection) -> sqlx::Result<TextRanking> {
-    let ranked: bool =
-        sql::query_scalar("SELECT to_regclass('item_texts_tenant_ranked_idx') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(if ranked {
-        TextRanking::Index
-    } else {
-        TextRanking::Rows
-    })
-}
-
 /// The items of `org` whose text matches `query` (websearch syntax, the
 /// schema's `search_query`), best rank first (ties by type, then id), at
 /// most `k`. A query without words (only punctuation) matches nothing.
 pub async fn text_search(
     conn: &mut PgConnection,
-    ranking: TextRanking,
     org: Uuid,
     query: &str,
     types: Option<&[String]>,
@@ -166,52 +138,26 @@ pub async fn text_search(
     let mut n = 4;
     let types_cond = types_sql(types, &mut n);
     let filters = filter.sql(&mut n);
-    // The index reads the organization's own posting lists (migrations 15
-    // and 16); each row's organization and document decide, as the index's
-    // lexemes name an organization by part of its id. Normalization 32 of
-    // ts_rank and 1 / (1 + distance) of RUM: rank / (rank + 1).
-    let sql = match ranking {
-        // Only the rows returned are read: RUM's distance (1 / its rank)
-        // orders the scan, the rank shown is the same distance computed
-        // from the row's own document.
-        TextRanking::Index => format!(
-            "SELECT t.entity_type, t.entity_id,
-                    coalesce(1 / (1 + rum_ts_distance(t.document, search_rank_query($2))::float8), 0) AS rank
-             FROM item_texts t, search_query($2) AS q
-             WHERE search_tenant_ranked(t.organization_id, t.document) @@ search_tenant_query($1, $2)
-               AND t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
-             ORDER BY search_tenant_ranked(t.organization_id, t.document) <=> search_tenant_query($1, $2)
-             LIMIT $3"
-        ),
-        // Every match is ranked, so the rank must be cheap: ts_rank (term
-        // frequency), not ts_rank_cd (cover density, much more work per
-        // row).
-        TextRanking::Rows => format!(
-            "SELECT t.entity_type, t.entity_id, ts_rank(t.document, q, 32)::float8 AS rank
-             FROM item_texts t, search_query($2) AS q
-             WHERE search_tenant_document(t.organization_id, t.document) @@ search_tenant_query($1, $2)
-               AND t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
-             ORDER BY rank DESC, t.entity_type, t.entity_id
-             LIMIT $3"
-        ),
-    };
+    // Every match is ranked, so the rank must be cheap: ts_rank (term
+    // frequency), not ts_rank_cd (cover density, much more work per
+    // row). Normalization 32: rank / (rank + 1), in [0, 1).
+    // The index reads the organization's own posting lists (migration 15);
+    // each row's organization and document decide, as the index's lexemes
+    // name an organization by part of its id.
+    let sql = format!(
+        "SELECT t.entity_type, t.entity_id, ts_rank(t.document, q, 32)::float8 AS rank
+         FROM item_texts t, search_query($2) AS q
+         WHERE search_tenant_document(t.organization_id, t.document) @@ search_tenant_query($1, $2)
+           AND t.organization_id = $1 AND t.document @@ q{types_cond}{filters}
+         ORDER BY rank DESC, t.entity_type, t.entity_id
+         LIMIT $3"
+    );
     let mut q = sql::query(&sql).bind(org).bind(query).bind(k);
     if let Some(types) = types {
         q = q.bind(types);
     }
     let rows = filter.bind(q).fetch_all(&mut *conn).await?;
-    let mut hits = rows
-        .iter()
-        .map(TextHit::from_row)
-        .collect::<sqlx::Result<Vec<_>>>()?;
-    // The index's order is the rank's; equal ranks by type, then id.
-    hits.sort_by(|a, b| {
-        b.rank
-            .total_cmp(&a.rank)
-            .then_with(|| a.entity_type.cmp(&b.entity_type))
-            .then_with(|| a.entity_id.cmp(&b.entity_id))
-    });
-    Ok(hits)
+    rows.iter().map(TextHit::from_row).collect()
 }
 
 /// Below this many matching items, the vector side filters first and

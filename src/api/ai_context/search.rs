@@ -159,7 +159,6 @@ impl AiContextApi {
             organization_id: org,
             mode: Mode::Hybrid,
             text: Some(text),
-            text_ranking: state.text_ranking()?,
             vector: Some(QueryVector {
                 vector: &vector,
                 cast: state.index_cast(vector.len() as i32)?,
