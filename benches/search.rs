@@ -27,13 +27,17 @@
 //!    loaded directly (near the exact-term posts' real vectors); TEXT,
 //!    VECTOR and HYBRID p50/p95 through the service with the caller's
 //!    vector, the query's embedding timed apart; the TEXT statement through
-//!    the GIN index against a sequential scan.
+//!    the GIN index against a sequential scan; and the TEXT statement in the
+//!    exact-term organization (small) and the speed one, migration 15's
+//!    index against migration 10's (built for the comparison).
 //!
 //! The default weight is chosen here: the weight of the sweep with the best
 //! sum of Lee nDCG@10 and exact-term recall@1 (ties: nearer 0.5).
 
 #[path = "search/corpus.rs"]
 mod corpus;
+#[path = "search/orgs.rs"]
+mod orgs;
 #[path = "common/procfs.rs"]
 #[allow(dead_code)]
 mod procfs;
@@ -223,12 +227,24 @@ async fn main() -> Result<()> {
             queries.push((t, v));
         }
         eprintln!("speed: {} passes of {} queries", args.passes, queries.len());
-        let r = speed::measure(
+        let mut r = speed::measure(
             &client,
             &pool,
             orgs[2],
             (&queries, topics),
             embedding_ms,
+            args.passes.max(2),
+        )
+        .await?;
+        eprintln!("speed: migration 15's full-text index against migration 10's");
+        let topic_texts: Vec<String> = queries[..topics].iter().map(|q| q.0.clone()).collect();
+        r.orgs = orgs::compare(
+            &pool,
+            &[
+                ("the exact-term organization", orgs[1]),
+                ("the speed organization", orgs[2]),
+            ],
+            &topic_texts,
             args.passes.max(2),
         )
         .await?;

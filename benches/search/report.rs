@@ -283,4 +283,33 @@ fn speed_section(w: &mut String, r: &Report<'_>, s: &SpeedResults, load_secs: f6
         "| TEXT through the GIN index ≥ {GIN_OVER_SEQ_AT_LEAST}x a sequential scan (p50) | {gin:.1}x | {} |\n",
         met(gin >= GIN_OVER_SEQ_AT_LEAST)
     );
+    orgs_section(w, s);
+}
+
+/// Migration 15's index against migration 10's, when measured.
+fn orgs_section(w: &mut String, s: &SpeedResults) {
+    if s.orgs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "#### Full-text posting lists of one organization each (migration 15) against migration 10's index
+
+         The TEXT statement alone (SQL, no service, 10 results), the topic queries above in each          organization, the two forms alternating: the service's (migration 15's index of          organization-qualified lexemes) and migration 10's (one GIN index over the organization          and the document through btree_gin, built for this comparison and dropped after), on the          same database. Every organization's posts share the topics' words.\n\n         | organization | items | migration 15 (the service) p50 / p95 ms | migration 10's form p50 / p95 ms | p50 ratio (10 / 15) | migration 10's form planned with |\n         | --- | ---: | ---: | ---: | ---: | --- |"
+    );
+    for o in &s.orgs {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2}x | {} |",
+            o.label,
+            o.items,
+            o.tenant.pct(0.5),
+            o.tenant.pct(0.95),
+            o.migration_10.pct(0.5),
+            o.migration_10.pct(0.95),
+            o.migration_10.pct(0.5) / o.tenant.pct(0.5),
+            o.migration_10_plan
+        );
+    }
+    let _ = writeln!(w);
 }

@@ -124,6 +124,8 @@ pub struct SpeedResults {
     /// The TEXT statement through the GIN index, and as a sequential scan.
     pub sql_index: Latencies,
     pub sql_seq: Latencies,
+    /// Migration 15's index against migration 10's, per organization.
+    pub orgs: Vec<crate::orgs::OrgRow>,
 }
 
 /// `passes` passes over `queries` (the first one a warm-up, not counted),
@@ -191,6 +193,7 @@ pub async fn measure(
         embedding: Latencies::from(embedding_ms),
         sql_index,
         sql_seq,
+        orgs: Vec::new(),
     })
 }
 
