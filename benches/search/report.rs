@@ -293,9 +293,14 @@ fn orgs_section(w: &mut String, s: &SpeedResults) {
     }
     let _ = writeln!(
         w,
-        "#### Full-text posting lists of one organization each (migration 15) against migration 10's index
-
-         The TEXT statement alone (SQL, no service, 10 results), the topic queries above in each          organization, the two forms alternating: the service's (migration 15's index of          organization-qualified lexemes) and migration 10's (one GIN index over the organization          and the document through btree_gin, built for this comparison and dropped after), on the          same database. Every organization's posts share the topics' words.\n\n         | organization | items | migration 15 (the service) p50 / p95 ms | migration 10's form p50 / p95 ms | p50 ratio (10 / 15) | migration 10's form planned with |\n         | --- | ---: | ---: | ---: | ---: | --- |"
+        "#### Full-text posting lists of one organization each (migration 15) against migration 10's index\n\n\
+         The TEXT statement alone (SQL, no service, 10 results), the topic queries above in each \
+         organization, the two forms alternating: the service's (migration 15's index of \
+         organization-qualified lexemes) and migration 10's (one GIN index over the organization \
+         and the document through btree_gin, built for this comparison and dropped after), on the \
+         same database. Every organization's posts share the topics' words.\n\n\
+         | organization | items | migration 15 (the service) p50 / p95 ms | migration 10's form p50 / p95 ms | p50 ratio (10 / 15) | migration 10's form planned with |\n\
+         | --- | ---: | ---: | ---: | ---: | --- |"
     );
     for o in &s.orgs {
         let _ = writeln!(
