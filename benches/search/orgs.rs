@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use affinity::store::search::{text_search, ItemFilter};
 use anyhow::{Context, Result};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use crate::speed::Latencies;
@@ -89,16 +91,23 @@ pub async fn compare(
     Ok(rows)
 }
 
+/// Migration 10's form (`sql`: it, or it explained) for `q` in `org`,
+/// posts only, 10 results: the service's statement's parameters.
+fn migration_10<'q>(
+    sql: &'q str,
+    org: Uuid,
+    q: &'q str,
+    types: &'q [String],
+) -> Query<'q, Postgres, PgArguments> {
+    sqlx::query(sql).bind(org).bind(q).bind(10_i64).bind(types)
+}
+
 /// Milliseconds of one statement of either form.
 async fn timed(conn: &mut PgConnection, org: Uuid, q: &str, old_form: bool) -> Result<f64> {
     let types = ["post".to_string()];
     let started = Instant::now();
     if old_form {
-        sqlx::query(MIGRATION_10_FORM)
-            .bind(org)
-            .bind(q)
-            .bind(10_i64)
-            .bind(&types[..])
+        migration_10(MIGRATION_10_FORM, org, q, &types)
             .fetch_all(&mut *conn)
             .await?;
     } else {
@@ -110,14 +119,14 @@ async fn timed(conn: &mut PgConnection, org: Uuid, q: &str, old_form: bool) -> R
 
 /// The indexes in migration 10's form's plan for `q`.
 async fn plan_indexes(conn: &mut PgConnection, org: Uuid, q: &str) -> Result<String> {
-    let lines: Vec<String> =
-        sqlx::query_scalar(&format!("EXPLAIN (COSTS OFF) {MIGRATION_10_FORM}"))
-            .bind(org)
-            .bind(q)
-            .bind(10_i64)
-            .bind(&["post".to_string()][..])
-            .fetch_all(&mut *conn)
-            .await?;
+    let explain = format!("EXPLAIN (COSTS OFF) {MIGRATION_10_FORM}");
+    let types = ["post".to_string()];
+    let lines: Vec<String> = migration_10(&explain, org, q, &types)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<sqlx::Result<_>>()?;
     // "Index Scan using NAME on ..." or "Bitmap Index Scan on NAME".
     let mut names: Vec<&str> = lines
         .iter()
